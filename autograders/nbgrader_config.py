@@ -1,0 +1,39 @@
+# The course's nbgrader configuration. `handwritten release` and `handwritten grade` load it;
+# plain `nbgrader ...` commands read it when run from this folder (autograders/).
+import os
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.source_directory = "solutions"       # the instructor notebooks: the one source
+c.CourseDirectory.release_directory = "lessons"        # the student notebooks, generated
+c.CourseDirectory.submitted_directory = "autograders/submitted"
+c.CourseDirectory.autograded_directory = "autograders/autograded"
+c.CourseDirectory.feedback_directory = "autograders/feedback"
+c.CourseDirectory.db_url = os.environ.get(
+    "NBGRADER_DB_URL", "sqlite:///" + os.path.join(HERE, "gradebook.db"))
+
+# nbgrader's default is 30 s per cell; a slow laptop or a busy grading machine needs more.
+c.Execute.timeout = 300
+c.Execute.interrupt_on_timeout = True
+
+# Any stderr output zeroes a test cell. These lines come from libraries, not from students.
+c.IgnorePattern.enabled = True  # off by default: setting only the pattern does nothing
+c.IgnorePattern.pattern = r"NNPACK|UserWarning|DeprecationWarning|FutureWarning|Kernel is running over TCP"
+
+# Saved widget state can be broken (and breaks feedback); drop notebook-level metadata,
+# but never cell metadata: it holds the grade ids and points.
+c.ClearMetadataPreprocessor.enabled = True
+c.ClearMetadataPreprocessor.clear_cell_metadata = False
+c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("kernelspec",)]
+
+# Feedback shows the student's work and scores, never the hidden tests or mark schemes.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "handwritten.grading.feedback.HideHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+]

@@ -1,0 +1,495 @@
+"""Checks for lesson 04, convolutions by hand: ``corr2d``, ``Conv2D``, the output-shape
+formula, the learned edge kernel, multi-channel correlation, 1x1 convolution and ``pool2d``.
+
+The oracle is PyTorch: ``F.conv2d`` computes cross-correlation exactly as the lesson defines
+it, and ``F.max_pool2d`` / ``F.avg_pool2d`` pool with the same padding rules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._core import (
+    as_tensor, close, compare, dimension_hint, fail, generator, not_hard_coded, passed,
+    references_in_place,
+)
+
+# ---------------------------------------------------------------- reference implementations
+
+
+def _float(*tensors):
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype) for t in tensors]
+
+
+def ref_corr2d(X, K):
+    X, K = _float(X, K)
+    return F.conv2d(X[None, None], K[None, None])[0, 0]
+
+
+def ref_corr2d_multi_in(X, K):
+    X, K = _float(X, K)
+    return F.conv2d(X[None], K[None])[0, 0]
+
+
+def ref_corr2d_multi_in_out(X, K):
+    X, K = _float(X, K)
+    return F.conv2d(X[None], K)[0]
+
+
+def ref_pool2d(X, pool_size, mode="max", padding=(0, 0), stride=(1, 1)):
+    (X,) = _float(X)
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    return pool(X[None, None], pool_size, stride=stride, padding=padding)[0, 0]
+
+
+def ref_output_shape(input_size, kernel_size, padding=(0, 0), stride=(1, 1)):
+    x = torch.zeros(1, 1, *input_size)
+    w = torch.zeros(1, 1, *kernel_size)
+    return tuple(F.conv2d(x, w, padding=padding, stride=stride).shape[2:])
+
+
+# ---------------------------------------------------------------- the lesson's examples
+
+
+def seed_example():
+    X = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    return X, K
+
+
+def hollow_square():
+    """The 8x8 image with a 4x4 hole, and the edge kernel K = [[1, -1]]."""
+    X = torch.ones((8, 8))
+    X[2:6, 2:6] = 0
+    return X, torch.tensor([[1.0, -1.0]])
+
+
+def multi_channel_example():
+    X = torch.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
+                      [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]])
+    K = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    return X, K
+
+
+def _random_shapes(g, n_cases, max_size=9):
+    """Input and kernel shapes, non-square on purpose, including the 1x1 kernel and a kernel
+    as large as the input."""
+    cases = []
+    for i in range(n_cases):
+        nh, nw = (int(v) for v in torch.randint(2, max_size + 1, (2,), generator=g))
+        if i == 0:
+            kh, kw = 1, 1
+        elif i == 1:
+            kh, kw = nh, nw
+        else:
+            kh = int(torch.randint(1, nh + 1, (1,), generator=g))
+            kw = int(torch.randint(1, nw + 1, (1,), generator=g))
+        cases.append(((nh, nw), (kh, kw)))
+    return cases
+
+
+def _randn(g, *shape, dtype=torch.float32):
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+# ---------------------------------------------------------------- corr2d
+
+
+def _corr2d_mistakes(X, K, Y):
+    mistakes = [("this is convolution, not cross-correlation: the kernel is flipped. "
+                 "Cross-correlation multiplies X[i + a, j + b] by K[a, b], without flipping K.",
+                 ref_corr2d(X, K.flip(0, 1)))]
+    if Y.shape[0] == Y.shape[1]:
+        mistakes.append(("the output is transposed: Y[i, j] belongs to row i and column j.", Y.T))
+    return mistakes
+
+
+def _check_corr2d(fn, X, K, case):
+    expected = ref_corr2d(X, K)
+    compare("corr2d", fn(X, K), expected, case=case,
+            shape_hint=lambda got, want: dimension_hint(got, want, tuple(X.shape)),
+            mistakes=_corr2d_mistakes(X, K, expected))
+
+
+def corr2d(fn):
+    """Visible check: the lesson's two examples."""
+    examples = [(*seed_example(), "the 3x3 example with the 2x2 kernel"),
+                (*hollow_square(), "the 8x8 hollow square with K = [[1, -1]]")]
+    not_hard_coded("corr2d", fn, [(X, K) for X, K, _ in examples])
+    for X, K, case in examples:
+        _check_corr2d(fn, X, K, case)
+    passed("corr2d", 2)
+
+
+def corr2d_hidden(fn, seed):
+    g = generator(seed)
+    not_hard_coded("corr2d", fn, [(_randn(g, 5, 6), _randn(g, 2, 3)) for _ in range(2)])
+    for i, (xs, ks) in enumerate(_random_shapes(g, 6)):
+        dtype = torch.float64 if i % 2 else torch.float32
+        X, K = _randn(g, *xs, dtype=dtype), _randn(g, *ks, dtype=dtype)
+        _check_corr2d(fn, X, K, f"a random {xs} {str(dtype)[6:]} input and a {ks} kernel")
+    print("✓ corr2d: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- Conv2D
+
+
+def conv2d_module(cls, kernel_size=(1, 2)):
+    """Check a ``Conv2D(kernel_size)`` layer built on ``corr2d`` (the reference one is used)."""
+    with references_in_place(cls, corr2d=ref_corr2d):
+        layer = cls(kernel_size)
+        if not isinstance(layer, nn.Module):
+            fail("Conv2D should be a subclass of nn.Module (class Conv2D(nn.Module): ...).")
+        params = dict(layer.named_parameters())
+        for name in ("weight", "bias"):
+            if not isinstance(getattr(layer, name, None), torch.Tensor):
+                fail(f"Conv2D needs a self.{name} attribute.")
+            if name not in params:
+                fail(f"self.{name} must be an nn.Parameter: a plain tensor is invisible to "
+                     f".parameters(), so no optimiser would ever train it.")
+        if tuple(layer.weight.shape) != tuple(kernel_size):
+            fail(f"Conv2D({kernel_size}).weight has shape {tuple(layer.weight.shape)}, "
+                 f"expected the kernel size {tuple(kernel_size)}.")
+        if layer.bias.numel() != 1:
+            fail(f"the bias is one number shared by every output (shape (1,)), "
+                 f"not shape {tuple(layer.bias.shape)}.")
+        g = generator(sum(kernel_size))
+        X = _randn(g, kernel_size[0] + 4, kernel_size[1] + 5)
+        K = _randn(g, *kernel_size)
+        with torch.no_grad():
+            layer.weight.copy_(K)
+            layer.bias.fill_(0.5)
+        Y = as_tensor("Conv2D.forward", layer(X))
+        expected = ref_corr2d(X, K) + 0.5
+        compare("Conv2D.forward", Y, expected, case=f"a {tuple(X.shape)} input",
+                shape_hint=dimension_hint,
+                mistakes=[("the bias is missing: forward returns corr2d(x, self.weight) + self.bias.",
+                           ref_corr2d(X, K))])
+        if not Y.requires_grad:
+            fail("the output does not depend on the parameters through autograd: "
+                 "compute it from self.weight and self.bias with torch operations.")
+        Y.sum().backward()
+        Kr = K.clone().requires_grad_(True)
+        ref_corr2d(X, Kr).sum().backward()
+        if layer.weight.grad is None or not close(layer.weight.grad.reshape(K.shape), Kr.grad):
+            fail("the weight's gradient is wrong: forward should use self.weight as the kernel.")
+        if layer.bias.grad is None or not close(layer.bias.grad.sum(), torch.tensor(float(Y.numel()))):
+            fail("the bias's gradient is wrong: add self.bias once to every output.")
+
+
+def conv2d(cls):
+    conv2d_module(cls, (1, 2))
+    passed("Conv2D", 1)
+
+
+def conv2d_hidden(cls, seed):
+    g = generator(seed)
+    for _ in range(3):
+        kh, kw = (int(v) for v in torch.randint(1, 5, (2,), generator=g))
+        conv2d_module(cls, (kh, kw))
+    print("✓ Conv2D: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- the output-shape formula
+
+
+def _as_shape(name, value):
+    try:
+        shape = tuple(value)
+    except TypeError:
+        fail(f"{name} should return a pair (height, width), got {value!r}.")
+    if len(shape) != 2:
+        fail(f"{name} should return a pair (height, width), got {value!r}.")
+    for v in shape:
+        if isinstance(v, float) or (isinstance(v, torch.Tensor) and v.is_floating_point()):
+            fail(f"{name} returned {value!r}: sizes are whole numbers, use floor division //.")
+    return tuple(int(v) for v in shape)
+
+
+WRONG_SHAPE_FORMULAS = [
+    ("the first window is missing: the formula is (n - k + 2p + s) // s, i.e. (n - k + 2p) // s + 1.",
+     lambda n, k, p, s: (n - k + 2 * p) // s),
+    ("padding counted once: PyTorch's padding=p adds p rows at the top AND p at the bottom, "
+     "so the formula has 2p.", lambda n, k, p, s: (n - k + p + s) // s),
+    ("the stride is ignored: divide by s.", lambda n, k, p, s: n - k + 2 * p + 1),
+    ("the padding is ignored: add 2p.", lambda n, k, p, s: (n - k + s) // s),
+]
+
+
+def _check_output_shapes(fn, cases):
+    """Compare with nn.Conv2d on every case; explain a mismatch by the wrong formula that
+    reproduces *all* of the student's answers, if there is one."""
+    got = [_as_shape("conv_output_shape", fn(*case)) for case in cases]
+    expected = [ref_output_shape(*case) for case in cases]
+    wrong = [i for i in range(len(cases)) if got[i] != expected[i]]
+    if not wrong:
+        return
+    i = wrong[0]
+    n, k, p, s = cases[i]
+    message = (f"conv_output_shape for input {n}, kernel {k}, padding {p}, stride {s}: "
+               f"got {got[i]}, nn.Conv2d gives {expected[i]}.")
+    for description, formula in WRONG_SHAPE_FORMULAS:
+        if all(got[j][axis] == formula(*(arg[axis] for arg in cases[j]))
+               for j in range(len(cases)) for axis in range(2)):
+            fail(f"{message} It looks like {description}")
+    fail(message)
+
+
+SEED_SHAPE_CASES = [
+    ((8, 8), (3, 3), (1, 1), (1, 1)),
+    ((8, 8), (5, 3), (2, 1), (1, 1)),
+    ((8, 8), (3, 3), (1, 1), (2, 2)),
+    ((8, 8), (3, 5), (0, 1), (3, 4)),
+]
+
+
+def output_shape(fn):
+    _check_output_shapes(fn, SEED_SHAPE_CASES)
+    passed("conv_output_shape", len(SEED_SHAPE_CASES))
+
+
+def output_shape_hidden(fn, seed):
+    g = generator(seed)
+    cases = []
+    for _ in range(40):
+        k = tuple(int(v) for v in torch.randint(1, 7, (2,), generator=g))
+        p = tuple(int(torch.randint(0, kk // 2 + 1, (1,), generator=g)) for kk in k)
+        s = tuple(int(v) for v in torch.randint(1, 5, (2,), generator=g))
+        n = tuple(int(torch.randint(max(1, kk - 2 * pp), 30, (1,), generator=g)) for kk, pp in zip(k, p))
+        cases.append((n, k, p, s))
+    _check_output_shapes(fn, cases)
+    print("✓ conv_output_shape: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- learning the kernel
+
+
+def safe_learning_rate(X, kernel_size):
+    """1 / the largest eigenvalue of the Hessian of the summed squared error: well inside the
+    region 0 < lr < 2 / lambda_max where gradient descent converges. Also returns the Hessian's
+    condition number, which says how many steps convergence takes."""
+    kh, kw = kernel_size
+    patches = X.double().unfold(0, kh, 1).unfold(1, kw, 1).reshape(-1, kh * kw)
+    eig = torch.linalg.eigvalsh(2 * patches.T @ patches)
+    return 1.0 / float(eig[-1]), float(eig[-1] / eig[0])
+
+
+def _check_learned(fn, X, K_true, lr, num_steps, case):
+    Y = ref_corr2d(X, K_true)
+    got = as_tensor("learn_kernel", fn(X.clone(), Y.clone(), tuple(K_true.shape), lr, num_steps))
+    got = got.detach()
+    if got.numel() == K_true.numel() and all(d == 1 for d in got.shape[:-2]):
+        got = got.reshape(K_true.shape)
+    if tuple(got.shape) != tuple(K_true.shape):
+        fail(f"learn_kernel for {case}: return the kernel with shape {tuple(K_true.shape)}, "
+             f"got {tuple(got.shape)}.")
+    if not bool(torch.isfinite(got).all()) or float(got.abs().max()) > 1e6:
+        fail(f"learn_kernel for {case}: training diverged (the kernel is {got.flatten().tolist()}). "
+             f"Check the sign of the update (w -= lr * grad), that you zero the gradients every "
+             f"step, and that you use the lr you are given.")
+    if not close(got, K_true, rtol=0, atol=2e-2):
+        fail(f"learn_kernel for {case}: learned {got.flatten().tolist()}, the true kernel is "
+             f"{K_true.flatten().tolist()}. Did you zero the gradients every step, subtract "
+             f"lr * grad, and run num_steps steps on the summed squared error?")
+
+
+def learned_kernel(fn):
+    X, K = hollow_square()
+    _check_learned(fn, X, K, lr=0.012, num_steps=100, case="the hollow square")
+    passed("learn_kernel", 1)
+
+
+def learned_kernel_hidden(fn, seed):
+    g = generator(seed)
+    for kernel_size in [(2, 2), (1, 3)]:
+        X = _randn(g, 7, 9)
+        K = _randn(g, *kernel_size)
+        lr, condition = safe_learning_rate(X, kernel_size)
+        steps = int(math.ceil(12 * condition)) + 20
+        _check_learned(fn, X, K, lr, steps, f"a random {tuple(X.shape)} image and a {kernel_size} kernel")
+    print("✓ learn_kernel: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- multiple channels
+
+
+def _check_multi_in(fn, X, K, case):
+    expected = ref_corr2d_multi_in(X, K)
+
+    def hint(got, want):
+        if got == (X.shape[0], *want):
+            return "It returned one map per input channel: add them up into a single map."
+        return dimension_hint(got, want, tuple(X.shape))
+
+    with references_in_place(fn, corr2d=ref_corr2d):
+        got = fn(X, K)
+    compare("corr2d_multi_in", got, expected, case=case, shape_hint=hint,
+            mistakes=[("only the first channel is used: sum corr2d(x, k) over every channel.",
+                       ref_corr2d(X[0], K[0]))])
+
+
+def corr2d_multi_in(fn):
+    X, K = multi_channel_example()
+    _check_multi_in(fn, X, K, "the lesson's 2-channel example")
+    passed("corr2d_multi_in", 1)
+
+
+def corr2d_multi_in_hidden(fn, seed):
+    g = generator(seed)
+    for i, (xs, ks) in enumerate(_random_shapes(g, 4, max_size=7)):
+        c = 1 + i
+        dtype = torch.float64 if i % 2 else torch.float32
+        X, K = _randn(g, c, *xs, dtype=dtype), _randn(g, c, *ks, dtype=dtype)
+        _check_multi_in(fn, X, K, f"a random ({c}, {xs[0]}, {xs[1]}) input")
+    print("✓ corr2d_multi_in: hidden tests passed.")
+
+
+def _check_multi_in_out(fn, X, K, case):
+    expected = ref_corr2d_multi_in_out(X, K)
+
+    def hint(got, want):
+        if sorted(got) == sorted(want) and got != want:
+            return "Stack the output channels along dim 0: the result is (c_o, h, w)."
+        return dimension_hint(got, want, tuple(X.shape))
+
+    with references_in_place(fn, corr2d=ref_corr2d, corr2d_multi_in=ref_corr2d_multi_in):
+        got = fn(X, K)
+    compare("corr2d_multi_in_out", got, expected, case=case, shape_hint=hint)
+
+
+def corr2d_multi_in_out(fn):
+    X, K = multi_channel_example()
+    K = torch.stack((K, K + 1, K + 2), 0)
+    _check_multi_in_out(fn, X, K, "the lesson's example with 3 output channels")
+    passed("corr2d_multi_in_out", 1)
+
+
+def corr2d_multi_in_out_hidden(fn, seed):
+    g = generator(seed)
+    for i, (xs, ks) in enumerate(_random_shapes(g, 4, max_size=6)):
+        ci, co = 1 + i % 3, 2 + i
+        dtype = torch.float64 if i % 2 else torch.float32
+        X, K = _randn(g, ci, *xs, dtype=dtype), _randn(g, co, ci, *ks, dtype=dtype)
+        _check_multi_in_out(fn, X, K, f"a random ({ci}, {xs[0]}, {xs[1]}) input and {co} output channels")
+    print("✓ corr2d_multi_in_out: hidden tests passed.")
+
+
+def _check_1x1(fn, X, K, case):
+    expected = ref_corr2d_multi_in_out(X, K)
+    co, ci = K.shape[:2]
+    mixed_wrong = (K.reshape(ci, co).T @ X.reshape(ci, -1)).reshape(co, *X.shape[1:])
+    with references_in_place(fn, corr2d=ref_corr2d, corr2d_multi_in=ref_corr2d_multi_in,
+                             corr2d_multi_in_out=ref_corr2d_multi_in_out):
+        got = fn(X, K)
+    compare("corr2d_multi_in_out_1x1", got, expected, case=case, shape_hint=dimension_hint,
+            mistakes=[("the channel-mixing matrix is transposed: reshape K to (c_o, c_i) and "
+                       "compute K @ X with X reshaped to (c_i, h * w).", mixed_wrong)])
+
+
+def corr2d_1x1(fn):
+    g = generator(11)
+    X, K = _randn(g, 3, 3, 3), _randn(g, 2, 3, 1, 1)
+    _check_1x1(fn, X, K, "a (3, 3, 3) input and a (2, 3, 1, 1) kernel")
+    passed("corr2d_multi_in_out_1x1", 1)
+
+
+def corr2d_1x1_hidden(fn, seed):
+    g = generator(seed)
+    for ci, co, h, w, dtype in [(3, 3, 4, 4, torch.float32), (2, 5, 3, 7, torch.float64),
+                                (4, 1, 6, 2, torch.float32)]:
+        X, K = _randn(g, ci, h, w, dtype=dtype), _randn(g, co, ci, 1, 1, dtype=dtype)
+        _check_1x1(fn, X, K, f"a ({ci}, {h}, {w}) input and a ({co}, {ci}, 1, 1) kernel")
+    print("✓ corr2d_multi_in_out_1x1: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_mistakes(X, pool_size, mode, expected, padding=(0, 0), stride=(1, 1)):
+    other = "avg" if mode == "max" else "max"
+    ph, pw = pool_size
+    mistakes = [(f"mode={mode!r} returned the {other} of each window: is `mode` ignored?",
+                 ref_pool2d(X, pool_size, other, padding, stride))]
+    if mode == "avg":
+        mistakes.append(("avg pooling returns the mean of each window, not its sum: "
+                         "divide by p_h * p_w (or use .mean()).", expected * (ph * pw)))
+    else:
+        mistakes.append(("each output is the max of its own window X[i:i + p_h, j:j + p_w], "
+                         "not of the whole image.", torch.full_like(expected, float(X.max()))))
+    if any(padding):
+        if mode == "max":
+            (Xf,) = _float(X)
+            zero_padded = F.max_pool2d(F.pad(Xf, (padding[1],) * 2 + (padding[0],) * 2)[None, None],
+                                       pool_size, stride=stride)[0, 0]
+            mistakes.append(("max pooling pads with -inf, not 0: a padded zero would beat every "
+                             "negative value (F.max_pool2d never picks a padded cell).", zero_padded))
+        else:
+            (Xf,) = _float(X)
+            mistakes.append(("avg pooling divides by the whole window p_h * p_w, padded zeros "
+                             "included, as nn.AvgPool2d does by default (count_include_pad=True).",
+                             F.avg_pool2d(Xf[None, None], pool_size, stride=stride, padding=padding,
+                                          count_include_pad=False)[0, 0]))
+    return mistakes
+
+
+def _pool_hint(got, want):
+    if len(got) == len(want) and all(g <= w for g, w in zip(got, want)) and got != want:
+        return ("Too small: pool2d's stride is 1 unless you pass one (unlike nn.MaxPool2d, whose "
+                "stride defaults to the window size).")
+    return dimension_hint(got, want)
+
+
+def _check_pool(fn, X, pool_size, mode, case, **kwargs):
+    expected = ref_pool2d(X, pool_size, mode, **kwargs)
+    if mode == "max" and not kwargs:
+        got = fn(X, pool_size)  # the default mode is 'max'
+    else:
+        got = fn(X, pool_size, mode, **kwargs)
+    compare(f"pool2d(mode={mode!r})", got, expected, case=case, shape_hint=_pool_hint,
+            mistakes=_pool_mistakes(X, pool_size, mode, expected, **kwargs))
+
+
+def pool2d(fn):
+    X, _ = seed_example()
+    _check_pool(fn, X, (2, 2), "max", "the 3x3 example")
+    _check_pool(fn, X, (2, 2), "avg", "the 3x3 example")
+    passed("pool2d", 2)
+
+
+def pool2d_hidden(fn, seed):
+    g = generator(seed)
+    for i, (xs, ks) in enumerate(_random_shapes(g, 6)):
+        dtype = torch.float64 if i % 2 else torch.float32
+        X = _randn(g, *xs, dtype=dtype)
+        for mode in ("max", "avg"):
+            _check_pool(fn, X, ks, mode, f"a random {xs} input and a {ks} window")
+    print("✓ pool2d: hidden tests passed.")
+
+
+def pool2d_padding_stride(fn):
+    X = torch.arange(20.0).reshape(4, 5) - 25  # negative, so zero padding would show
+    for mode in ("max", "avg"):
+        _check_pool(fn, X, (3, 3), mode, "a 4x5 input, padding (1, 1), stride (2, 2)",
+                    padding=(1, 1), stride=(2, 2))
+    passed("pool2d with padding and stride", 2)
+
+
+def pool2d_padding_stride_hidden(fn, seed):
+    g = generator(seed)
+    for _ in range(6):
+        k = tuple(int(v) for v in torch.randint(1, 5, (2,), generator=g))
+        p = tuple(int(torch.randint(0, kk // 2 + 1, (1,), generator=g)) for kk in k)
+        s = tuple(int(v) for v in torch.randint(1, 4, (2,), generator=g))
+        n = tuple(int(torch.randint(kk, 10, (1,), generator=g)) for kk in k)
+        X = _randn(g, *n) - 1
+        for mode in ("max", "avg"):
+            _check_pool(fn, X, k, mode, f"a random {n} input, window {k}, padding {p}, stride {s}",
+                        padding=p, stride=s)
+    print("✓ pool2d with padding and stride: hidden tests passed.")

@@ -1,0 +1,125 @@
+"""The first cell of every lesson: check the environment, fix threads and seeds, say which
+data is in use and whether the notebook is being graded.
+
+    from handwritten import env
+    course = env.setup()
+
+Everything is printed to stdout in one short block; a broken environment raises
+``EnvironmentProblem`` with the exact command that fixes it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from importlib import metadata
+
+from . import __version__
+
+# Minimum versions the lessons are written and tested against (major.minor).
+REQUIRED = {
+    "torch": "2.13",
+    "torchvision": "0.28",
+    "numpy": "1.26",
+    "matplotlib": "3.8",
+    "ipywidgets": "8.1",
+    "tqdm": "4.66",
+}
+
+FIX = ("To fix it, open the course with `make lab` from the course folder (it installs the "
+       "environment and starts JupyterLab with it), or run `uv sync` there and pick the kernel "
+       "of its .venv. With conda: `conda env update -f environment.yml`, then restart the kernel.")
+
+
+class EnvironmentProblem(RuntimeError):
+    """The Python environment cannot run the lessons; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Course:
+    """What ``setup`` found and set."""
+    versions: dict
+    threads: int
+    seed: int
+    graded: str | None          # None, "autograde" or "validate" (nbgrader's NBGRADER_EXECUTION)
+    mnist: object               # handwritten.data.MNIST
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = []
+    for piece in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts + [0] * (2 - len(parts)))
+
+
+def check_versions(required: dict = REQUIRED) -> dict:
+    """Return {package: version}; raise EnvironmentProblem listing every missing or old one."""
+    found, problems = {}, []
+    for name, minimum in required.items():
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{name} is not installed (need {minimum} or newer)")
+            continue
+        if _major_minor(found[name]) < _major_minor(minimum):
+            problems.append(f"{name} {found[name]} is too old (need {minimum} or newer)")
+    if problems:
+        raise EnvironmentProblem("This kernel's environment cannot run the course: "
+                                 + "; ".join(problems) + ".\n" + FIX)
+    return found
+
+
+def grading() -> str | None:
+    """'autograde' or 'validate' while nbgrader runs the notebook, else None."""
+    return os.environ.get("NBGRADER_EXECUTION") or None
+
+
+def threads_wanted() -> int:
+    value = os.environ.get("HANDWRITTEN_THREADS", "1")
+    try:
+        n = int(value)
+    except ValueError:
+        raise EnvironmentProblem(f"HANDWRITTEN_THREADS={value!r} is not a whole number.") from None
+    if n < 1:
+        raise EnvironmentProblem(f"HANDWRITTEN_THREADS={value!r} must be at least 1.")
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0, *, load_data: bool = True) -> Course:
+    """Check versions, use ``HANDWRITTEN_THREADS`` torch threads (default 1: on a shared or
+    one-core machine more threads are slower), seed Python, NumPy and torch, load MNIST and
+    print one block that says all of it."""
+    versions = check_versions()
+    import torch
+
+    threads = threads_wanted()
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    graded = grading()
+    shown = " · ".join(f"{name} {versions[name]}" for name in ("torch", "torchvision", "numpy",
+                                                               "matplotlib", "ipywidgets"))
+    print(f"Handwritten {__version__}: environment OK")
+    print(f"  Python {platform.python_version()} · {shown}")
+    print(f"  torch threads: {threads} (set HANDWRITTEN_THREADS to change) · random seed: {seed}")
+    if graded:
+        print(f"  graded: yes, nbgrader is running this notebook ({graded}); training is shortened")
+    else:
+        print("  graded: no; each exercise's self-check prints ✓ when its public checks pass")
+    mnist = None
+    if load_data:
+        from . import data
+        print("  ", end="")
+        mnist = data.load_mnist()
+    return Course(versions=versions, threads=threads, seed=seed, graded=graded, mnist=mnist)

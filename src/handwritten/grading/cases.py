@@ -1,0 +1,113 @@
+"""The grader fixtures of ``autograders/<lesson>/cases.toml``, turned into submissions.
+
+A *mutant* is a plausible wrong answer and names the tests it must fail, with a fragment of
+the message each failure must show; an *alternative* is another correct answer, which must
+get every point. Both are written as replacements for solution cells (by grade id) of an
+otherwise correct submission: the student notebook with the instructor's solutions typed in.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .course import Course, CourseError
+
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str                     # "mutant" or "alternative"
+    name: str
+    why: str
+    cells: dict[str, str]         # solution grade id -> replacement source
+    fails: tuple[str, ...] = ()   # test grade ids that must fail (mutants)
+    message: str = ""
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def expected_message(self, test: str) -> str:
+        return self.messages.get(test, self.message)
+
+
+def load_cases(course: Course, assignment: str) -> list[Case]:
+    path = course.root / "autograders" / assignment / "cases.toml"
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    cases = []
+    for kind in ("mutant", "alternative"):
+        for entry in raw.get(kind, []):
+            cases.append(Case(kind=kind, name=entry["name"], why=entry.get("why", ""),
+                              cells=dict(entry["cells"]), fails=tuple(entry.get("fails", ())),
+                              message=entry.get("message", ""), messages=dict(entry.get("messages", {}))))
+    return cases
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def solution_sources(course: Course, assignment: str) -> dict[str, str]:
+    """The instructor's answer of every solution cell, with the solution markers removed."""
+    nb = nbformat.read(course.path("source") / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = {}
+    for cell in nb.cells:
+        meta = _nbgrader(cell)
+        if meta.get("solution"):
+            lines = [line for line in cell.source.split("\n") if line.strip() not in MARKERS]
+            answers[meta["grade_id"]] = "\n".join(lines)
+    return answers
+
+
+def student_notebook(course: Course, assignment: str):
+    return nbformat.read(course.path("release") / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def submission(course: Course, assignment: str, replacements: dict[str, str] | None = None,
+               *, blank: bool = False):
+    """The student notebook with every solution cell answered: by the instructor's answer, or
+    by ``replacements[grade_id]``. ``blank=True`` leaves it as released."""
+    nb = copy.deepcopy(student_notebook(course, assignment))
+    if blank:
+        return nb
+    answers = solution_sources(course, assignment)
+    replacements = replacements or {}
+    unknown = set(replacements) - set(answers)
+    if unknown:
+        raise CourseError(f"{assignment}: no solution cell with grade id {', '.join(sorted(unknown))}")
+    for cell in nb.cells:
+        meta = _nbgrader(cell)
+        if meta.get("solution"):
+            cell.source = replacements.get(meta["grade_id"], answers[meta["grade_id"]]).strip("\n")
+    return nb
+
+
+def test_ids(course: Course, assignment: str) -> dict[str, float]:
+    """Every autograded test cell of a lesson and its points."""
+    nb = student_notebook(course, assignment)
+    return {_nbgrader(c)["grade_id"]: float(_nbgrader(c).get("points", 0)) for c in nb.cells
+            if _nbgrader(c).get("grade") and c.cell_type == "code"}
+
+
+def write_submissions(course: Course, assignment: str, folder: Path) -> dict[str, Case | None]:
+    """One sub-folder per case (plus "instructor" and "blank"), as ``handwritten grade`` reads them.
+    Returns student id -> case (None for the instructor's and the blank notebook)."""
+    made: dict[str, Case | None] = {}
+
+    def write(student, nb, case):
+        target = Path(folder) / student / f"{assignment}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        made[student] = case
+
+    write("instructor", submission(course, assignment), None)
+    write("blank", submission(course, assignment, blank=True), None)
+    for case in load_cases(course, assignment):
+        write(f"{case.kind}-{case.name}", submission(course, assignment, case.cells), case)
+    return made

@@ -1,0 +1,117 @@
+"""Find the class's notebooks in a folder or an LMS zip, and say whose each one is.
+
+Two layouts are understood, in a folder or inside a zip:
+
+* one sub-folder per student, the notebook anywhere inside it, under its lesson's name:
+  ``alice/04-convolutions-by-hand.ipynb`` or ``alice/04-convolutions-by-hand/04-convolutions-by-hand.ipynb``;
+* flat files named the way LMS bulk downloads name them, ``<student>_<anything>_<lesson>.ipynb``,
+  e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``.
+
+A trailing ``-1``, ``-2`` (a resubmission) or `` (1)`` (a browser's duplicate download) after the
+lesson name is accepted; of several copies, the highest number wins. Nothing in the source is changed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .course import CourseError
+
+COPY_SUFFIX = re.compile(r"(?:-(\d+)| \((\d+)\))$")
+SKIP = {".ipynb_checkpoints", "__MACOSX"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    assignment: str
+    path: Path
+    copy: int = 0  # resubmission number
+
+
+@dataclass
+class Collected:
+    submissions: list[Submission] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files that could not be attributed
+    workdir: tempfile.TemporaryDirectory | None = None  # holds an extracted zip while grading
+
+
+def safe_id(name: str) -> str:
+    """A student id that is safe as a folder name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "unknown"
+
+
+def _lesson_of(stem: str, assignments: list[str]) -> tuple[str, int] | None:
+    """The lesson a notebook name ends with, and its copy number."""
+    copy = 0
+    match = COPY_SUFFIX.search(stem)
+    if match:
+        copy = int(match.group(1) or match.group(2))
+        stem = stem[:match.start()]
+    for assignment in sorted(assignments, key=len, reverse=True):
+        if stem == assignment or stem.endswith("_" + assignment):
+            return assignment, copy
+    return None
+
+
+def extract_zip(archive: Path, into: Path) -> None:
+    """Extract an LMS zip, refusing entries that would land outside ``into``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = (into / info.filename).resolve()
+                if not target.is_relative_to(into.resolve()):
+                    raise CourseError(f"{archive}: unsafe path in zip: {info.filename!r}")
+            zf.extractall(into)
+    except zipfile.BadZipFile as error:
+        raise CourseError(f"{archive} is not a readable zip file ({error}).") from None
+
+
+def collect(source: Path, assignments: list[str]) -> Collected:
+    """Every notebook under ``source`` (a folder or a .zip), attributed to a student and a lesson."""
+    source = Path(source)
+    collected = Collected()
+    if source.is_file() and source.suffix.lower() == ".zip":
+        collected.workdir = tempfile.TemporaryDirectory(prefix="handwritten-zip-")
+        root = Path(collected.workdir.name)
+        extract_zip(source, root)
+    elif source.is_dir():
+        root = source
+    else:
+        raise CourseError(f"{source} is neither a folder of submissions nor a .zip file.")
+
+    best: dict[tuple[str, str], Submission] = {}
+    for path in sorted(root.rglob("*.ipynb")):
+        relative = path.relative_to(root)
+        if SKIP & set(relative.parts):
+            continue
+        found = _lesson_of(path.stem, assignments)
+        if found is None:
+            collected.problems.append(f"{relative}: not named after any lesson ({', '.join(assignments)})")
+            continue
+        assignment, copy = found
+        if len(relative.parts) > 1:
+            student = relative.parts[0]
+        else:
+            student = path.stem.split("_", 1)[0] if "_" in path.stem else ""
+            if not student:
+                collected.problems.append(f"{relative}: a notebook at the top level must be named "
+                                          f"<student>_..._<lesson>.ipynb")
+                continue
+        submission = Submission(safe_id(student), assignment, path, copy)
+        key = (submission.student, assignment)
+        if key in best:
+            kept, dropped = sorted([best[key], submission], key=lambda s: s.copy, reverse=True)
+            collected.problems.append(f"{dropped.path.relative_to(root)}: older copy of "
+                                      f"{kept.path.relative_to(root)}, not graded")
+            best[key] = kept
+        else:
+            best[key] = submission
+    collected.submissions = sorted(best.values(), key=lambda s: (s.student, s.assignment))
+    return collected

@@ -1,0 +1,62 @@
+"""Where a course lives: its root, its nbgrader configuration and its lessons."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+CONFIG = Path("autograders") / "nbgrader_config.py"
+
+
+class CourseError(RuntimeError):
+    """Something about the course folder or a submission that the instructor must fix."""
+
+
+@dataclass(frozen=True)
+class Course:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> "Course":
+        """The course whose folder contains ``start`` (default: the current directory)."""
+        start = Path(start or Path.cwd()).resolve()
+        for folder in (start, *start.parents):
+            if (folder / CONFIG).is_file():
+                return cls(folder)
+        raise CourseError(f"No course found at or above {start}: expected a folder with {CONFIG}. "
+                          f"Run this from the course folder, or pass --course.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root).resolve())
+        if not (self.root / CONFIG).is_file():
+            raise CourseError(f"{self.root} is not a course folder: {CONFIG} is missing.")
+
+    def config(self) -> Config:
+        config = PyFileConfigLoader(CONFIG.name, path=str(self.root / CONFIG.parent)).load_config()
+        config.CourseDirectory.root = str(self.root)  # the config's own ROOT, unless copied elsewhere
+        return config
+
+    def path(self, key: str) -> Path:
+        """One of the CourseDirectory folders: source, release, submitted, autograded, feedback."""
+        return self.root / self.config().CourseDirectory[f"{key}_directory"]
+
+    @property
+    def db_url(self) -> str:
+        return self.config().CourseDirectory.db_url
+
+    def assignments(self) -> list[str]:
+        """Every lesson: a folder of ``solutions/`` holding a notebook of the same name."""
+        source = self.path("source")
+        return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+    def api(self):
+        """nbgrader's Python API for this course, logging only problems."""
+        from nbgrader.apps import NbGraderAPI
+
+        api = NbGraderAPI(config=self.config())
+        api.log.setLevel(logging.ERROR)
+        return api

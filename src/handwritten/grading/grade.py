@@ -1,0 +1,124 @@
+"""Grade a class: collect the notebooks, autograde each with nbgrader, write ``grades.csv``
+(one row per student and lesson, one column per test) and the feedback HTML.
+
+A broken notebook never stops the batch: its row says what went wrong, and the next one is
+graded. Each submission is graded on its own (``grade_one``), so that grading can be spread
+over processes or machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .collect import Submission, collect
+from .course import Course
+from .release import release
+
+
+@dataclass
+class Result:
+    student: str
+    assignment: str
+    status: str = "graded"                      # "graded", or what went wrong
+    score: float = 0.0                          # autograded points
+    max_score: float = 0.0                      # autograded points available
+    manual_max: float = 0.0                     # points waiting for a human (questionnaire)
+    tests: dict[str, float] = field(default_factory=dict)   # grade id -> autograded points
+    feedback: Path | None = None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def place(course: Course, submission: Submission) -> Path:
+    """Copy a submission to where nbgrader looks for it (the original is never touched)."""
+    folder = course.path("submitted") / submission.student / submission.assignment
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    target = folder / f"{submission.assignment}.ipynb"
+    shutil.copyfile(submission.path, target)
+    return target
+
+
+def scores(course: Course, student: str, assignment: str) -> Result:
+    from nbgrader.api import Gradebook
+
+    result = Result(student, assignment)
+    with Gradebook(course.db_url) as gradebook:
+        notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+        for grade in sorted(notebook.grades, key=lambda g: g.name):
+            if grade.cell_type == "code":
+                result.tests[grade.name] = float(grade.auto_score or 0.0)
+                result.score += float(grade.auto_score or 0.0)
+                result.max_score += float(grade.max_score)
+            else:
+                result.manual_max += float(grade.max_score)
+    return result
+
+
+def grade_one(course: Course, submission: Submission, api=None) -> Result:
+    """Autograde one student's notebook for one lesson and write its feedback."""
+    api = api or course.api()
+    try:
+        json.loads(submission.path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return Result(submission.student, submission.assignment,
+                      status=f"error: not a readable notebook ({error})")
+    place(course, submission)
+    outcome = api.autograde(submission.assignment, submission.student, force=True, create=True)
+    if not outcome["success"]:
+        return Result(submission.student, submission.assignment,
+                      status=f"error: {_last_line(outcome.get('error') or outcome.get('log'))}")
+    result = scores(course, submission.student, submission.assignment)
+    feedback = api.generate_feedback(submission.assignment, submission.student, force=True)
+    html = (course.path("feedback") / submission.student / submission.assignment
+            / f"{submission.assignment}.html")
+    if feedback["success"] and html.exists():
+        result.feedback = html
+    else:
+        result.status = f"graded; feedback failed: {_last_line(feedback.get('error'))}"
+    return result
+
+
+def write_csv(results: list[Result], path: Path) -> None:
+    tests = sorted({name for r in results for name in r.tests})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "lesson", "status", "score", "max_score", "manual_points_to_grade",
+                         *tests, "feedback"])
+        for r in results:
+            writer.writerow([r.student, r.assignment, r.status, f"{r.score:g}", f"{r.max_score:g}",
+                             f"{r.manual_max:g}", *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests),
+                             str(r.feedback or "")])
+
+
+def grade(course: Course, source: Path, *, out: Path | None = None,
+          assignments: list[str] | None = None, progress: bool = True) -> tuple[list[Result], list[str]]:
+    """Grade every submission in ``source``; return the results and the files that were skipped."""
+    collected = collect(Path(source), course.assignments())
+    submissions = [s for s in collected.submissions if not assignments or s.assignment in assignments]
+    problems = list(collected.problems)
+    try:
+        if submissions:
+            changed = release(course, sorted({s.assignment for s in submissions}))
+            if changed:
+                problems.append(f"lessons/ was out of date with solutions/ and was regenerated: "
+                                f"{', '.join(changed)}")
+        api = course.api()
+        results = [grade_one(course, s, api)
+                   for s in tqdm(submissions, desc="grading", unit="notebook", disable=not progress)]
+    finally:
+        if collected.workdir is not None:
+            collected.workdir.cleanup()
+    write_csv(results, out or course.root / "autograders" / "grades.csv")
+    return results, problems
