@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import re
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -48,11 +49,9 @@ class Course:
 
 
 def _major_minor(version: str) -> tuple[int, int]:
-    parts = []
-    for piece in version.split("+")[0].split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts + [0] * (2 - len(parts)))
+    """(2, 13) for "2.13.0+cu130"; (4, 66) for "4.66rc1"."""
+    numbers = [int(m.group()) if (m := re.match(r"\d+", piece)) else 0 for piece in version.split(".")[:2]]
+    return tuple(numbers + [0] * (2 - len(numbers)))
 
 
 def check_versions(required: dict = REQUIRED) -> dict:

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import (
-    as_tensor, close, compare, dimension_hint, fail, generator, not_hard_coded, passed,
+    as_tensor,
+    close,
+    compare,
+    dimension_hint,
+    fail,
+    generator,
+    not_hard_coded,
+    passed,
     references_in_place,
 )
 

@@ -88,7 +88,7 @@ def submission(course: Course, assignment: str, replacements: dict[str, str] | N
     return nb
 
 
-def test_ids(course: Course, assignment: str) -> dict[str, float]:
+def graded_tests(course: Course, assignment: str) -> dict[str, float]:
     """Every autograded test cell of a lesson and its points."""
     nb = student_notebook(course, assignment)
     return {_nbgrader(c)["grade_id"]: float(_nbgrader(c).get("points", 0)) for c in nb.cells

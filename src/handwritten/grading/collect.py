@@ -14,7 +14,6 @@ lesson name is accepted; of several copies, the highest number wins. Nothing in 
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -107,7 +106,7 @@ def collect(source: Path, assignments: list[str]) -> Collected:
         submission = Submission(safe_id(student), assignment, path, copy)
         key = (submission.student, assignment)
         if key in best:
-            kept, dropped = sorted([best[key], submission], key=lambda s: s.copy, reverse=True)
+            kept, dropped = sorted([best[key], submission], key=lambda s: (s.copy, s.path.name), reverse=True)
             collected.problems.append(f"{dropped.path.relative_to(root)}: older copy of "
                                       f"{kept.path.relative_to(root)}, not graded")
             best[key] = kept

@@ -21,7 +21,7 @@ class Course:
     root: Path
 
     @classmethod
-    def find(cls, start: Path | None = None) -> "Course":
+    def find(cls, start: Path | None = None) -> Course:
         """The course whose folder contains ``start`` (default: the current directory)."""
         start = Path(start or Path.cwd()).resolve()
         for folder in (start, *start.parents):

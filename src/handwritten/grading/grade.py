@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,19 +35,51 @@ class Result:
     feedback: Path | None = None
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
+EXPLAINED = {
+    "DeadKernelError": "the kernel died while running the notebook (a cell crashed or exited Python)",
+    "CellTimeoutError": "a cell ran longer than the per-cell time limit",
+}
 
 
-def place(course: Course, submission: Submission) -> Path:
-    """Copy a submission to where nbgrader looks for it (the original is never touched)."""
+def _reason(outcome: dict) -> str:
+    """The most telling line of a failed nbgrader run: the innermost exception, not nbgrader's
+    "see the above traceback"."""
+    text = (outcome.get("log") or "") + "\n" + (outcome.get("error") or "")
+    found = [(name, message) for name, message in EXCEPTION_LINE.findall(text)
+             if not name.endswith("NbGraderException")]
+    if not found:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1] if lines else "unknown error"
+    name, message = found[-1]
+    short = name.rsplit(".", 1)[-1]
+    return EXPLAINED.get(short, f"{short}: {message.strip()}")
+
+
+def deduplicate_ids(notebook: dict) -> int:
+    """JupyterLab's "split cell" and copy-paste duplicate a cell's nbgrader id, and nbgrader then
+    refuses the whole notebook. Keep the last cell with each id; earlier copies become plain
+    cells. Returns how many were changed."""
+    seen, changed = set(), 0
+    for cell in reversed(notebook.get("cells", [])):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id is None:
+            continue
+        if grade_id in seen:
+            del cell["metadata"]["nbgrader"]
+            changed += 1
+        seen.add(grade_id)
+    return changed
+
+
+def place(course: Course, submission: Submission, notebook: dict) -> Path:
+    """Write a submission where nbgrader looks for it (the original file is never touched)."""
     folder = course.path("submitted") / submission.student / submission.assignment
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     target = folder / f"{submission.assignment}.ipynb"
-    shutil.copyfile(submission.path, target)
+    target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 
 
@@ -69,23 +103,28 @@ def grade_one(course: Course, submission: Submission, api=None) -> Result:
     """Autograde one student's notebook for one lesson and write its feedback."""
     api = api or course.api()
     try:
-        json.loads(submission.path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        notebook = json.loads(submission.path.read_text(encoding="utf-8"))
+        if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+            raise ValueError("no cells")
+    except (UnicodeDecodeError, ValueError) as error:
         return Result(submission.student, submission.assignment,
                       status=f"error: not a readable notebook ({error})")
-    place(course, submission)
+    duplicates = deduplicate_ids(notebook)
+    place(course, submission, notebook)
     outcome = api.autograde(submission.assignment, submission.student, force=True, create=True)
     if not outcome["success"]:
         return Result(submission.student, submission.assignment,
-                      status=f"error: {_last_line(outcome.get('error') or outcome.get('log'))}")
+                      status=f"error: {_reason(outcome)}")
     result = scores(course, submission.student, submission.assignment)
+    if duplicates:
+        result.status = f"graded; {duplicates} duplicated cell id(s) ignored (split or copied cells)"
     feedback = api.generate_feedback(submission.assignment, submission.student, force=True)
     html = (course.path("feedback") / submission.student / submission.assignment
             / f"{submission.assignment}.html")
     if feedback["success"] and html.exists():
         result.feedback = html
     else:
-        result.status = f"graded; feedback failed: {_last_line(feedback.get('error'))}"
+        result.status += f"; feedback failed: {_reason(feedback)}"
     return result
 
 
@@ -108,6 +147,8 @@ def grade(course: Course, source: Path, *, out: Path | None = None,
     collected = collect(Path(source), course.assignments())
     submissions = [s for s in collected.submissions if not assignments or s.assignment in assignments]
     problems = list(collected.problems)
+    # nbgrader's gradebook trips SQLAlchemy's autoflush warnings on every new submission: noise.
+    warnings.filterwarnings("ignore", message=".*not in session.*")
     try:
         if submissions:
             changed = release(course, sorted({s.assignment for s in submissions}))

@@ -1,0 +1,48 @@
+# Handwritten. The two commands: `make lab` (open the lessons) and `make test` (run every check).
+# Both set everything up from nothing: uv (from PyPI, if it isn't installed) and the locked environment.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
+RUN := $(UV) run --frozen
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_ARGS ?=
+SUBMISSIONS ?=
+
+.PHONY: help setup lab test release grade bench lint browser
+
+help:  ## list the commands
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
+
+$(CURDIR)/.tools/uv/bin/uv:
+	@echo "uv not found: installing it from PyPI into .tools/uv"
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/pip install --quiet uv
+
+setup: | $(UV)  ## create or update the environment (.venv) from uv.lock
+	$(UV) sync --frozen
+
+lab: setup  ## open the lessons in JupyterLab
+	$(RUN) jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
+
+test: setup  ## run the whole test suite (installs Chromium for the browser tests when CI is set)
+	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser; fi
+	$(RUN) pytest
+
+browser:  ## install Debian's Chromium for the browser tests (needs root)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
+release: setup  ## regenerate lessons/ from solutions/
+	$(RUN) handwritten release
+
+grade: setup  ## grade a class: make grade SUBMISSIONS=path/to/folder-or.zip
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder-or.zip"; exit 2; }
+	$(RUN) handwritten grade "$(SUBMISSIONS)"
+
+bench: setup  ## measure notebook, grading and operator speed (benchmarks/results/latest.json)
+	$(RUN) python benchmarks/run.py
+
+lint: setup  ## ruff
+	$(RUN) ruff check .

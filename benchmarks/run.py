@@ -1,0 +1,130 @@
+"""`make bench`: the course's speed figures, printed as a table and written as JSON.
+
+* how long each instructor notebook takes on a fresh kernel (kernel start included);
+* how long autograding one submission takes, through `handwritten grade` (nbgrader autograde + feedback);
+* the lesson's loops against the vectorised versions and PyTorch, measured in one run: corr2d (28x28 digit,
+  5x5 kernel) and 2x2 max pooling.
+
+The operators are taken from the instructor notebook itself, so the figures are those of the code students read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+import nbformat
+import torch
+import torch.nn.functional as F
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("HANDWRITTEN_DATA", "sample")
+
+from handwritten.data import load_mnist  # noqa: E402
+from handwritten.grading import Course, grade  # noqa: E402
+from handwritten.grading.cases import submission  # noqa: E402
+
+from conftest import LESSONS, copy_course  # noqa: E402
+
+
+def notebook_seconds(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp}}).execute()
+        return time.perf_counter() - start
+
+
+def autograde_seconds(lesson: str, n: int = 3) -> float:
+    """Mean seconds per submission for n correct submissions graded in one `grade` call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        course = Course(copy_course(Path(tmp) / "course"))
+        folder = Path(tmp) / "submissions"
+        for i in range(n):
+            target = folder / f"student{i}" / f"{lesson}.ipynb"
+            target.parent.mkdir(parents=True)
+            nbformat.write(submission(course, lesson), target)
+        grade(course, folder, progress=False)  # first call also releases into the gradebook
+        shutil.rmtree(course.path("autograded"))
+        start = time.perf_counter()
+        results, _ = grade(course, folder, progress=False)
+        elapsed = time.perf_counter() - start
+        assert all(r.score == r.max_score for r in results), [r.status for r in results]
+        return elapsed / n
+
+
+def notebook_functions(lesson: str, names: list[str]) -> dict:
+    """Define the notebook's own functions: the instructor's solution cells and the demo cells
+    that define ``names``."""
+    nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    namespace = {"torch": torch, "F": F, "nn": torch.nn}
+    for cell in nb.cells:
+        is_solution = cell.get("metadata", {}).get("nbgrader", {}).get("solution")
+        if cell.cell_type == "code" and (is_solution or any(f"def {name}(" in cell.source for name in names)):
+            exec(cell.source, namespace)
+    return namespace
+
+
+def seconds_per_call(fn, *args, repeat: int = 7, budget: float = 0.1) -> float:
+    timer = timeit.Timer(lambda: fn(*args))
+    number = max(1, int(budget / max(timer.timeit(1), 1e-7)))
+    return min(timer.repeat(repeat=repeat, number=number)) / number
+
+
+def operators() -> dict:
+    fns = notebook_functions("04-convolutions-by-hand", ["corr2d_unfold", "pool2d_unfold"])
+    digit = load_mnist(quiet=True).test_images[0].float() / 255
+    kernel = torch.randn(5, 5)
+    corr = {
+        "loop (lesson 04 corr2d)": seconds_per_call(fns["corr2d"], digit, kernel),
+        "vectorised (corr2d_unfold)": seconds_per_call(fns["corr2d_unfold"], digit, kernel),
+        "F.conv2d": seconds_per_call(lambda x, k: F.conv2d(x[None, None], k[None, None]), digit, kernel),
+    }
+    pool = {
+        "loop (lesson 04 pool2d)": seconds_per_call(fns["pool2d"], digit, (2, 2)),
+        "vectorised (pool2d_unfold)": seconds_per_call(fns["pool2d_unfold"], digit, (2, 2)),
+        "F.max_pool2d": seconds_per_call(lambda x: F.max_pool2d(x[None, None], 2, stride=1), digit),
+    }
+    return {"corr2d 28x28 * 5x5": corr, "max pool 28x28, 2x2, stride 1": pool}
+
+
+def main() -> int:
+    torch.set_num_threads(1)
+    results = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads(), "data": os.environ["HANDWRITTEN_DATA"]},
+        "notebook_seconds": {}, "autograde_seconds_per_submission": {}, "operators_seconds": operators(),
+    }
+    for lesson in LESSONS:
+        results["notebook_seconds"][lesson] = notebook_seconds(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
+        results["autograde_seconds_per_submission"][lesson] = autograde_seconds(lesson)
+
+    print(f"\n{'what':<58} {'time':>12} {'ratio':>9}")
+    print("-" * 81)
+    for lesson in LESSONS:
+        print(f"{'instructor notebook ' + lesson + ' (fresh kernel)':<58} "
+              f"{results['notebook_seconds'][lesson]:>10.1f} s")
+        print(f"{'autograde one submission of ' + lesson:<58} "
+              f"{results['autograde_seconds_per_submission'][lesson]:>10.1f} s")
+    for group, timings in results["operators_seconds"].items():
+        fastest = min(timings.values())
+        for name, seconds in timings.items():
+            print(f"{group + ': ' + name:<58} {seconds * 1e6:>9.1f} µs {seconds / fastest:>8.1f}x")
+    out = ROOT / "benchmarks" / "results" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

