@@ -68,7 +68,7 @@ def test_plots_return_figures(digits):
     assert isinstance(plots.heatmap(torch.randn(3, 4), "x"), Figure)
     assert isinstance(plots.image_grid(digits, titles=list("abcde")), Figure)
     assert isinstance(plots.loss_curves({"a": [3, 2, 1]}), Figure)
-    assert isinstance(plots.timings({"slow": 1e-3, "fast": 1e-5}), Figure)
+    assert isinstance(plots.timings({"a": {"slow": 1e-3, "fast": 1e-5}, "b": {"x": 1e-4}}), Figure)
 
 
 def test_heatmap_limits_are_symmetric_around_zero():

@@ -85,22 +85,27 @@ def loss_curves(curves: dict, *, title: str = "", log: bool = True) -> Figure:
     return fig
 
 
-def timings(seconds: dict, *, title: str = "") -> Figure:
-    """Horizontal bars of run times (log scale), labelled with the time and the ratio to the
-    fastest."""
-    labels = list(seconds)
-    values = [seconds[k] for k in labels]
-    fastest = min(values)
-    fig = Figure(figsize=(6, 0.5 + 0.45 * len(labels)))
-    ax = fig.add_subplot()
-    ax.barh(labels, values, color="tab:blue")
-    ax.set_xscale("log")
-    ax.invert_yaxis()
-    for i, v in enumerate(values):
-        ax.text(v, i, f"  {v * 1e6:,.0f} µs ({v / fastest:,.0f}×)", va="center", fontsize=9)
-    ax.set_xlim(right=max(values) * 30)
-    ax.set_xlabel("seconds per call (log scale)")
-    ax.set_title(title)
+def timings(groups: dict, *, title: str = "") -> Figure:
+    """Horizontal bars of run times (log scale), one panel per group, each bar labelled with its
+    time and its ratio to the fastest of its group: ``{"group": {"label": seconds, ...}, ...}``."""
+    fig = Figure(figsize=(6.5, 0.9 + 0.45 * sum(len(g) for g in groups.values())))
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw=dict(height_ratios=[len(g) for g in groups.values()]))[:, 0]
+    longest = max(v for g in groups.values() for v in g.values())
+    shortest = min(v for g in groups.values() for v in g.values())
+    for ax, (name, seconds) in zip(axes, groups.items()):
+        labels, values = list(seconds), list(seconds.values())
+        fastest = min(values)
+        ax.barh(labels, values, color="tab:blue")
+        ax.set_xscale("log")
+        ax.set_xlim(shortest / 2, longest * 40)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=10, loc="left")
+        for i, v in enumerate(values):
+            ax.text(v, i, f"  {v * 1e6:,.0f} µs ({v / fastest:,.0f}×)", va="center", fontsize=9)
+    axes[-1].set_xlabel("seconds per call (log scale)")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -144,7 +149,23 @@ def update_kernel_figure(fig: Figure, image, kernel, output) -> None:
     o_im.set_clim(-m, m)
 
 
-def to_png(fig: Figure, dpi: int = 80) -> bytes:
+def to_png(fig: Figure, dpi: int = 80, **kwargs) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, **kwargs)
     return buffer.getvalue()
+
+
+def _show_figures_in_notebooks() -> None:
+    """Make a returned Figure display as a picture, as pyplot's figures do. (IPython only learns
+    to draw figures when pyplot is imported, and these are built without pyplot.)"""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(
+            Figure, lambda fig: to_png(fig, dpi=100, bbox_inches="tight"))
+
+
+_show_figures_in_notebooks()

@@ -1,0 +1,102 @@
+"""The instructor's command line and the collection of submissions, without grading anything
+(test_grading.py grades)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+import pytest
+
+from handwritten.grading import CourseError
+from handwritten.grading.collect import collect
+
+LESSONS = ["04-convolutions-by-hand", "05-cnns"]
+NB = "04-convolutions-by-hand"
+
+
+def touch(path, text="{}"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def handwritten(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "handwritten.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_folder_layouts(tmp_path):
+    touch(tmp_path / "alice" / f"{NB}.ipynb")
+    touch(tmp_path / "bob" / NB / f"{NB}.ipynb")                  # nbgrader's own nesting
+    touch(tmp_path / "bob" / "05-cnns.ipynb")
+    touch(tmp_path / "carol" / ".ipynb_checkpoints" / f"{NB}-checkpoint.ipynb")
+    touch(tmp_path / "dave" / "Untitled.ipynb")
+    found = collect(tmp_path, LESSONS)
+    assert [(s.student, s.assignment) for s in found.submissions] == [
+        ("alice", NB), ("bob", NB), ("bob", "05-cnns")]
+    assert len(found.problems) == 1 and "Untitled.ipynb" in found.problems[0]
+
+
+def test_lms_names_and_resubmissions(tmp_path):
+    touch(tmp_path / f"alice_123_456_{NB}.ipynb")
+    touch(tmp_path / f"alice_123_457_{NB}-2.ipynb")
+    touch(tmp_path / f"alice_123_458_{NB}-1.ipynb")
+    touch(tmp_path / f"bob_LATE_124_459_{NB} (1).ipynb")
+    touch(tmp_path / f"{NB}.ipynb")                                # whose?
+    found = collect(tmp_path, LESSONS)
+    chosen = {s.student: s.path.name for s in found.submissions}
+    assert chosen == {"alice": f"alice_123_457_{NB}-2.ipynb", "bob": f"bob_LATE_124_459_{NB} (1).ipynb"}
+    assert sum("older copy" in p for p in found.problems) == 2
+    assert any("<student>_..._<lesson>.ipynb" in p for p in found.problems)
+
+
+def test_student_ids_are_safe_folder_names(tmp_path):
+    touch(tmp_path / "Jean-Luc Picard!" / f"{NB}.ipynb")
+    assert collect(tmp_path, LESSONS).submissions[0].student == "Jean-Luc_Picard"
+
+
+def test_zip_is_extracted_and_cleaned_up(tmp_path):
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"alice/{NB}.ipynb", "{}")
+        zf.writestr("__MACOSX/alice/._x.ipynb", "")
+    found = collect(archive, LESSONS)
+    assert [s.student for s in found.submissions] == ["alice"] and found.problems == []
+    workdir = found.workdir.name
+    found.workdir.cleanup()
+    assert not (tmp_path / workdir).exists()
+
+
+def test_unsafe_or_broken_zip_is_refused(tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr(f"../../alice_1_2_{NB}.ipynb", "{}")
+    with pytest.raises(CourseError, match="unsafe path"):
+        collect(evil, LESSONS)
+    broken = touch(tmp_path / "broken.zip", "not a zip")
+    with pytest.raises(CourseError, match="not a readable zip"):
+        collect(broken, LESSONS)
+    with pytest.raises(CourseError, match="neither a folder"):
+        collect(tmp_path / "missing", LESSONS)
+
+
+def test_release_check_catches_a_stale_lesson(course_copy):
+    assert handwritten("release", "--check", cwd=course_copy.root).returncode == 0
+    source = course_copy.root / "solutions" / NB / f"{NB}.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[0].source += "\n\nA sentence added to the instructor's notebook."
+    nbformat.write(nb, source)
+    done = handwritten("release", "--check", cwd=course_copy.root)
+    assert done.returncode == 1 and "out of date" in done.stderr and "Commit" in done.stderr
+
+
+def test_errors_say_what_to_do(course_copy, tmp_path):
+    done = handwritten("release", "99-nothing", cwd=course_copy.root)
+    assert done.returncode == 2 and "No such lesson" in done.stderr and NB in done.stderr
+    done = handwritten("grade", str(tmp_path / "nowhere"), cwd=course_copy.root)
+    assert done.returncode == 2 and "neither a folder" in done.stderr
+    done = handwritten("release", cwd=tmp_path)
+    assert done.returncode == 2 and "No course found" in done.stderr and "--course" in done.stderr
