@@ -61,6 +61,7 @@ class KernelPlayground(widgets.VBox):
             grid_template_columns="repeat(3, 76px)", grid_gap="2px"))
         controls = widgets.HBox([widgets.VBox([self.preset, grid, self.index, self.status])])
         super().__init__([controls, self.image])
+        self.add_class("handwritten-kernel-playground")
 
     @property
     def kernel(self) -> torch.Tensor:
