@@ -52,15 +52,7 @@ def cmd_grade(args) -> int:
 def cmd_data(args) -> int:
     from . import data
 
-    try:
-        if args.drop_archives or args.mode == "full":
-            data.prefetch(drop_archives=args.drop_archives)
-        else:
-            data.load_mnist(args.mode)
-    except data.DataError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    return data.main((["--mode", args.mode] if args.mode else []) + (["--drop-archives"] if args.drop_archives else []))
 
 
 def cmd_doctor(args) -> int:
@@ -90,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lesson", action="append", help="grade only this lesson (repeatable)")
     p.set_defaults(run=cmd_grade)
 
-    p = sub.add_parser("data", help="get MNIST ready")
+    p = sub.add_parser("data", help="get MNIST ready (default: download full MNIST into the cache)")
     p.add_argument("--mode", choices=["auto", "full", "sample"], default=None)
     p.add_argument("--drop-archives", action="store_true", help="delete the downloaded .gz files afterwards")
     p.set_defaults(run=cmd_data)
