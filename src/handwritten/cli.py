@@ -45,7 +45,8 @@ def cmd_grade(args) -> int:
     for r in results:
         print(f"{r.student:<24} {r.assignment:<28} {r.score:>5g}/{r.max_score:<5g} {r.status}")
     print(f"\n{len(results)} notebook(s) graded, {len(errors)} with errors. Grades: {out}\n"
-          f"Feedback: {course.path('feedback')}/<student>/<lesson>/<lesson>.html")
+          f"Feedback: {course.path('feedback')}/<student>/<lesson>/<lesson>.html\n"
+          f"Log: {course.root / 'autograders' / 'grading.log'}")
     return 0
 
 

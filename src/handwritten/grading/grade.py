@@ -8,10 +8,13 @@ over processes or machines.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +144,23 @@ def write_csv(results: list[Result], path: Path) -> None:
                              str(r.feedback or "")])
 
 
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """Send this process's stderr, and that of every kernel it starts, to a log file: grading a
+    class prints a progress bar and a summary, and keeps nbgrader's and the kernels' chatter here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def grade(course: Course, source: Path, *, out: Path | None = None,
           assignments: list[str] | None = None, progress: bool = True) -> tuple[list[Result], list[str]]:
     """Grade every submission in ``source``; return the results and the files that were skipped."""
@@ -156,8 +176,9 @@ def grade(course: Course, source: Path, *, out: Path | None = None,
                 problems.append(f"lessons/ was out of date with solutions/ and was regenerated: "
                                 f"{', '.join(changed)}")
         api = course.api()
-        results = [grade_one(course, s, api)
-                   for s in tqdm(submissions, desc="grading", unit="notebook", disable=not progress)]
+        with stderr_to(course.root / "autograders" / "grading.log"):
+            results = [grade_one(course, s, api) for s in tqdm(
+                submissions, desc="grading", unit="notebook", disable=not progress, file=sys.stdout)]
     finally:
         if collected.workdir is not None:
             collected.workdir.cleanup()
