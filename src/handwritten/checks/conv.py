@@ -65,7 +65,7 @@ def ref_output_shape(input_size, kernel_size, padding=(0, 0), stride=(1, 1)):
 # ---------------------------------------------------------------- the lesson's examples
 
 
-def seed_example():
+def worked_example():
     X = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
     K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     return X, K
@@ -127,7 +127,7 @@ def _check_corr2d(fn, X, K, case):
 
 def corr2d(fn):
     """Visible check: the lesson's two examples."""
-    examples = [(*seed_example(), "the 3x3 example with the 2x2 kernel"),
+    examples = [(*worked_example(), "the 3x3 example with the 2x2 kernel"),
                 (*hollow_square(), "the 8x8 hollow square with K = [[1, -1]]")]
     not_hard_coded("corr2d", fn, [(X, K) for X, K, _ in examples])
     for X, K, case in examples:
@@ -249,7 +249,7 @@ def _check_output_shapes(fn, cases):
     fail(message)
 
 
-SEED_SHAPE_CASES = [
+LESSON_SHAPE_CASES = [
     ((8, 8), (3, 3), (1, 1), (1, 1)),
     ((8, 8), (5, 3), (2, 1), (1, 1)),
     ((8, 8), (3, 3), (1, 1), (2, 2)),
@@ -258,8 +258,8 @@ SEED_SHAPE_CASES = [
 
 
 def output_shape(fn):
-    _check_output_shapes(fn, SEED_SHAPE_CASES)
-    passed("conv_output_shape", len(SEED_SHAPE_CASES))
+    _check_output_shapes(fn, LESSON_SHAPE_CASES)
+    passed("conv_output_shape", len(LESSON_SHAPE_CASES))
 
 
 def output_shape_hidden(fn, seed):
@@ -464,7 +464,7 @@ def _check_pool(fn, X, pool_size, mode, case, **kwargs):
 
 
 def pool2d(fn):
-    X, _ = seed_example()
+    X, _ = worked_example()
     _check_pool(fn, X, (2, 2), "max", "the 3x3 example")
     _check_pool(fn, X, (2, 2), "avg", "the 3x3 example")
     passed("pool2d", 2)
