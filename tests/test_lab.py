@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -145,8 +146,7 @@ def test_kernel_playground_works_in_jupyterlab(chromium, tmp_path):
     from playwright.sync_api import expect
 
     shutil.copy(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", tmp_path / "lesson.ipynb")
-    jupyter = str(ROOT / ".venv" / "bin" / "jupyter")
-    command = lambda port: [jupyter, "lab", f"--ServerApp.root_dir={tmp_path}",  # noqa: E731
+    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={tmp_path}",  # noqa: E731
                             "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
                             *(["--allow-root"] if os.geteuid() == 0 else [])]
     with serve(command, ROOT) as url:
