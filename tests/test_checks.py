@@ -70,10 +70,16 @@ def test_grader_fixture(lesson, case):
         assert case.expected_message(grade_id) in results[grade_id], results[grade_id]
 
 
-def test_enough_fixtures_for_lesson_04():
-    cases = load_cases(COURSE, "04-convolutions-by-hand")
-    assert sum(c.kind == "mutant" for c in cases) >= 10
-    assert sum(c.kind == "alternative" for c in cases) >= 3
+# (mutants, alternatives) each lesson must have at least; lessons not listed need (6, 2).
+MINIMUM_FIXTURES = {"03-what-is-torch-nn": (7, 3), "04-convolutions-by-hand": (10, 3)}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_enough_fixtures(lesson):
+    cases = load_cases(COURSE, lesson)
+    mutants, alternatives = MINIMUM_FIXTURES.get(lesson, (6, 2))
+    assert sum(c.kind == "mutant" for c in cases) >= mutants
+    assert sum(c.kind == "alternative" for c in cases) >= alternatives
 
 
 def test_checks_print_only_to_stdout(capfd):

@@ -27,7 +27,7 @@ from handwritten.grading.cases import graded_tests, submission, write_submission
 
 from conftest import LESSONS, copy_course
 
-LESSON = "04-convolutions-by-hand"
+CONV = "04-convolutions-by-hand"  # the lesson the collection-side tests submit
 WORKERS = 2  # two course copies graded side by side (one gradebook each)
 
 
@@ -39,8 +39,8 @@ def run_grade(course: Course, source: Path, out: Path) -> dict[str, dict]:
         return {row["student"]: row for row in csv.DictReader(f)}
 
 
-def autograded(course: Course, student: str):
-    path = course.path("autograded") / student / LESSON / f"{LESSON}.ipynb"
+def autograded(course: Course, student: str, lesson: str):
+    path = course.path("autograded") / student / lesson / f"{lesson}.ipynb"
     return nbformat.read(path, as_version=4)
 
 
@@ -56,19 +56,17 @@ def outputs_by_test(nb) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Every case of the lesson, graded once, split over WORKERS course copies."""
-    base = tmp_path_factory.mktemp("grading")
+def grade_every_case(base: Path, lesson: str) -> dict:
+    """Every case of one lesson, graded once, split over WORKERS course copies."""
     courses = [Course(copy_course(base / f"course{i}")) for i in range(WORKERS)]
-    cases = write_submissions(courses[0], LESSON, base / "all")
+    cases = write_submissions(courses[0], lesson, base / "all")
     students = sorted(cases)
     shares = []
     for i in range(WORKERS):
         share = base / f"share{i}"
         for student in students[i::WORKERS]:
             (share / student).mkdir(parents=True)
-            src = base / "all" / student / f"{LESSON}.ipynb"
+            src = base / "all" / student / f"{lesson}.ipynb"
             (share / student / src.name).write_bytes(src.read_bytes())
         shares.append(share)
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -78,57 +76,77 @@ def graded(tmp_path_factory):
         rows.update(part)
         where.update({student: courses[i] for student in part})
     assert sorted(rows) == students
-    return {"rows": rows, "cases": cases, "course": where, "tests": graded_tests(courses[0], LESSON), "base": base}
+    return {"rows": rows, "cases": cases, "course": where, "tests": graded_tests(courses[0], lesson), "base": base}
 
 
-def test_instructor_gets_every_point(graded):
-    row = graded["rows"]["instructor"]
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """graded(lesson): that lesson's cases, graded on first use (so `-k <lesson>` grades one lesson)."""
+    done: dict[str, dict] = {}
+
+    def get(lesson: str) -> dict:
+        if lesson not in done:
+            done[lesson] = grade_every_case(tmp_path_factory.mktemp(f"grading-{lesson}"), lesson)
+        return done[lesson]
+
+    return get
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_instructor_gets_every_point(graded, lesson):
+    run = graded(lesson)
+    row = run["rows"]["instructor"]
     assert row["status"] == "graded"
-    assert float(row["score"]) == float(row["max_score"]) == sum(graded["tests"].values()) > 0
+    assert float(row["score"]) == float(row["max_score"]) == sum(run["tests"].values()) > 0
     assert float(row["manual_points_to_grade"]) > 0  # the questionnaire waits for a human
 
 
-def test_blank_student_notebook_gets_zero_and_fails_only_with_not_implemented(graded):
-    row = graded["rows"]["blank"]
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_blank_student_notebook_gets_zero_and_fails_only_with_not_implemented(graded, lesson):
+    run = graded(lesson)
+    row = run["rows"]["blank"]
     assert float(row["score"]) == 0 and float(row["max_score"]) > 0
-    outputs = outputs_by_test(autograded(graded["course"]["blank"], "blank"))
-    assert set(outputs) == set(graded["tests"])
+    outputs = outputs_by_test(autograded(run["course"]["blank"], "blank", lesson))
+    assert set(outputs) == set(run["tests"])
     for grade_id, text in outputs.items():
         assert text.startswith("NotImplementedError"), (grade_id, text)
 
 
-def _case_ids(kind):
+def _cases(kind):
     from handwritten.grading.cases import load_cases
 
     from conftest import ROOT
 
-    return [f"{c.kind}-{c.name}" for c in load_cases(Course(ROOT), LESSON) if c.kind == kind]
+    return [pytest.param(lesson, f"{c.kind}-{c.name}", id=f"{lesson}:{c.kind}-{c.name}")
+            for lesson in LESSONS for c in load_cases(Course(ROOT), lesson) if c.kind == kind]
 
 
-@pytest.mark.parametrize("student", _case_ids("mutant"))
-def test_mutant_loses_exactly_its_tests(graded, student):
-    case, row, tests = graded["cases"][student], graded["rows"][student], graded["tests"]
+@pytest.mark.parametrize("lesson,student", _cases("mutant"))
+def test_mutant_loses_exactly_its_tests(graded, lesson, student):
+    run = graded(lesson)
+    case, row, tests = run["cases"][student], run["rows"][student], run["tests"]
     assert row["status"] == "graded", row["status"]
     lost = {t for t in tests if float(row[t]) != tests[t]}
     assert lost == set(case.fails), f"{case.name} ({case.why})"
     assert all(float(row[t]) == 0 for t in lost)
     assert float(row["score"]) == sum(tests.values()) - sum(tests[t] for t in case.fails)
-    outputs = outputs_by_test(autograded(graded["course"][student], student))
+    outputs = outputs_by_test(autograded(run["course"][student], student, lesson))
     for test in case.fails:
         assert outputs[test].startswith("AssertionError"), outputs[test]
         assert case.expected_message(test) in outputs[test], outputs[test]
 
 
-@pytest.mark.parametrize("student", _case_ids("alternative"))
-def test_alternative_gets_every_point(graded, student):
-    row = graded["rows"][student]
+@pytest.mark.parametrize("lesson,student", _cases("alternative"))
+def test_alternative_gets_every_point(graded, lesson, student):
+    run = graded(lesson)
+    row = run["rows"][student]
     assert row["status"] == "graded"
-    assert float(row["score"]) == float(row["max_score"]) == sum(graded["tests"].values())
+    assert float(row["score"]) == float(row["max_score"]) == sum(run["tests"].values())
 
 
 def test_feedback_shows_failures_but_not_hidden_tests(graded):
     student = "mutant-flipped-kernel"
-    html = Path(graded["rows"][student]["feedback"]).read_text()
+    html = Path(graded(CONV)["rows"][student]["feedback"]).read_text()
     assert "not cross-correlation" in html            # the student learns what is wrong
     assert "corr2d_hidden(corr2d, seed" not in html   # but not the hidden test code
     assert "BEGIN HIDDEN TESTS" not in html
@@ -139,29 +157,30 @@ def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
     notebook, a notebook whose cells were split (duplicate nbgrader ids) and whose widget state is
     broken, a kernel that dies, and stray files; the newest resubmission wins."""
     course = Course(copy_course(tmp_path / "course"))
-    all_dir = graded["base"] / "all"
+    run = graded(CONV)
+    all_dir = run["base"] / "all"
     archive = tmp_path / "submissions.zip"
-    duplicated = submission(course, LESSON)
+    duplicated = submission(course, CONV)
     test_cell = next(c for c in duplicated.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
     duplicated.cells.insert(duplicated.cells.index(test_cell), nbformat.from_dict(
         {**test_cell, "id": "split-copy", "source": "# the top half of a split cell\n"}))
     # ipywidgets state without its "state" key breaks nbgrader's feedback unless it is cleared
     duplicated.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2}}
-    dying = submission(course, LESSON, {"corr2d": "import os\nos._exit(1)"})
+    dying = submission(course, CONV, {"corr2d": "import os\nos._exit(1)"})
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.write(all_dir / "blank" / f"{LESSON}.ipynb", f"alice_123_455_{LESSON}.ipynb")  # superseded
-        zf.write(all_dir / "instructor" / f"{LESSON}.ipynb", f"alice_123_456_{LESSON}-1.ipynb")
-        zf.write(all_dir / "mutant-flipped-kernel" / f"{LESSON}.ipynb", f"bob_LATE_124_457_{LESSON}.ipynb")
-        zf.writestr(f"carol_125_458_{LESSON}.ipynb", "{ this is not json")
-        zf.writestr(f"dave_126_459_{LESSON}.ipynb", nbformat.writes(duplicated))
-        zf.writestr(f"erin_127_460_{LESSON}.ipynb", nbformat.writes(dying))
+        zf.write(all_dir / "blank" / f"{CONV}.ipynb", f"alice_123_455_{CONV}.ipynb")  # superseded
+        zf.write(all_dir / "instructor" / f"{CONV}.ipynb", f"alice_123_456_{CONV}-1.ipynb")
+        zf.write(all_dir / "mutant-flipped-kernel" / f"{CONV}.ipynb", f"bob_LATE_124_457_{CONV}.ipynb")
+        zf.writestr(f"carol_125_458_{CONV}.ipynb", "{ this is not json")
+        zf.writestr(f"dave_126_459_{CONV}.ipynb", nbformat.writes(duplicated))
+        zf.writestr(f"erin_127_460_{CONV}.ipynb", nbformat.writes(dying))
         zf.writestr("frank_128_461_notes.txt", "not a notebook")
         zf.writestr("frank_128_462_homework.ipynb", "{}")               # not named after a lesson
     rows = run_grade(course, archive, tmp_path / "grades.csv")
     assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin"]
     for student, earlier in [("alice", "instructor"), ("bob", "mutant-flipped-kernel")]:
-        before = graded["rows"][earlier]
-        assert {k: rows[student][k] for k in graded["tests"]} == {k: before[k] for k in graded["tests"]}
+        before = run["rows"][earlier]
+        assert {k: rows[student][k] for k in run["tests"]} == {k: before[k] for k in run["tests"]}
         assert rows[student]["score"] == before["score"]
     assert rows["carol"]["status"].startswith("error: not a readable notebook")
     assert rows["dave"]["status"] == "graded; 1 duplicated cell id(s) ignored (split or copied cells)"
