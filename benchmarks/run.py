@@ -35,6 +35,11 @@ from handwritten.grading.cases import submission  # noqa: E402
 
 from conftest import LESSONS, copy_course  # noqa: E402
 
+# The most seconds each instructor notebook may take on a fresh kernel (one core, bundled sample).
+NOTEBOOK_LIMITS = {"03-what-is-torch-nn": 45, "06-inside-a-cnn": 60}
+DEFAULT_NOTEBOOK_LIMIT = 30
+AUTOGRADE_LIMIT = 20  # seconds per submission
+
 
 def notebook_seconds(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
@@ -110,11 +115,16 @@ def main() -> int:
 
     print(f"\n{'what':<58} {'time':>12} {'ratio':>9}")
     print("-" * 81)
+    over = []
     for lesson in LESSONS:
-        print(f"{'instructor notebook ' + lesson + ' (fresh kernel)':<58} "
-              f"{results['notebook_seconds'][lesson]:>10.1f} s")
-        print(f"{'autograde one submission of ' + lesson:<58} "
-              f"{results['autograde_seconds_per_submission'][lesson]:>10.1f} s")
+        for what, seconds, limit in [
+                (f"instructor notebook {lesson} (fresh kernel)", results["notebook_seconds"][lesson],
+                 NOTEBOOK_LIMITS.get(lesson, DEFAULT_NOTEBOOK_LIMIT)),
+                (f"autograde one submission of {lesson}", results["autograde_seconds_per_submission"][lesson],
+                 AUTOGRADE_LIMIT)]:
+            print(f"{what:<58} {seconds:>10.1f} s   (limit {limit} s)")
+            if seconds > limit:
+                over.append(f"{what}: {seconds:.1f} s > {limit} s")
     for group, timings in results["operators_seconds"].items():
         fastest = min(timings.values())
         for name, seconds in timings.items():
@@ -123,6 +133,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten: {out.relative_to(ROOT)}")
+    if over:
+        print("\nOVER BUDGET:\n  " + "\n  ".join(over))
+        return 1
     return 0
 
 
