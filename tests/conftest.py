@@ -14,6 +14,7 @@ LESSONS = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / f"{p.nam
 
 os.environ.setdefault("HANDWRITTEN_DATA", "sample")
 os.environ.pop("NBGRADER_EXECUTION", None)
+os.environ.pop("NBGRADER_DB_URL", None)  # every course copy keeps its own gradebook
 
 
 def copy_course(target: Path) -> Path:

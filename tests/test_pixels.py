@@ -1,0 +1,144 @@
+"""Lesson 01's additions: the shaded pixel table (headless) and the behaviour of its checks that
+the grader fixtures do not show (stdout only, never claiming hidden tests passed, unfinished work
+propagating, odd return types explained)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from handwritten import plots
+from handwritten.checks import pixels as check
+
+
+@pytest.fixture(scope="module")
+def data():
+    return check.lesson_data()
+
+
+# ---------------------------------------------------------------- plots.pixel_table
+
+
+def test_pixel_table_writes_every_value_and_numbers_rows_and_columns():
+    pixels = torch.tensor([[0, 128, 255], [10, 200, 30]], dtype=torch.uint8)
+    fig = plots.pixel_table(pixels, "top of a digit", first_row=4, first_col=7)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0", "128", "255", "10", "200", "30"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["7", "8", "9"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["4", "5"]
+    assert ax.get_title() == "top of a digit"
+    assert ax.images[0].get_clim() == (0, 255)  # uint8: 0 is white, 255 black, whatever the slice holds
+
+
+def test_pixel_table_text_stays_readable_on_dark_cells():
+    fig = plots.pixel_table(torch.tensor([[0, 255]], dtype=torch.uint8))
+    light, dark = fig.axes[0].texts
+    assert light.get_color() == "black" and dark.get_color() == "white"
+
+
+def test_pixel_table_shows_fractions_of_float_images():
+    fig = plots.pixel_table(torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.00", "0.50", "0.25", "1.00"]
+    assert plots.to_png(fig).startswith(b"\x89PNG")
+
+
+def test_pixel_table_wants_a_matrix():
+    with pytest.raises(ValueError, match="2-D"):
+        plots.pixel_table(torch.zeros(2, 28, 28))
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def is_3_reference(data):
+    return check.reference_is_3(data["mean3"], data["mean7"])
+
+
+def test_lesson_data_is_the_lessons_split(data):
+    assert data["train3"].dtype == torch.float32 and float(data["train3"].max()) <= 1.0
+    assert data["mean3"].shape == (28, 28)
+    assert len(data["valid3"]) > 0 and len(data["valid7"]) > 0
+    accuracy = check.ref_validation_accuracy(data["valid3"], data["valid7"], is_3_reference(data))
+    assert 0.85 < accuracy < 1.0  # the baseline is good, not perfect
+
+
+def test_checks_print_only_to_stdout(capfd):
+    check.mnist_distance(check.ref_mnist_distance)
+    check.mnist_distance_hidden(check.ref_mnist_distance, seed=3)
+    check.numbers_grid(check.ref_numbers_grid)
+    out, err = capfd.readouterr()
+    assert "public checks passed" in out and "Hidden tests run when your work is graded" in out
+    assert "mnist_distance: hidden tests passed" in out
+    assert err == ""
+
+
+def test_visible_checks_never_claim_hidden_tests_passed(capsys):
+    check.bottom_right_doubled(check.ref_bottom_right_doubled)
+    out = capsys.readouterr().out
+    assert "public checks passed" in out and "hidden tests passed" not in out
+
+
+def test_is_3_check_needs_no_mean_digits_of_its_own(data):
+    """The check puts mean3, mean7 and mnist_distance in place, so a function written against the
+    notebook's globals is checked even where those globals do not exist (and they are removed again)."""
+    namespace = {}
+    exec("def is_3(x):\n    return mnist_distance(x, mean3) < mnist_distance(x, mean7)", namespace)
+    check.is_3(namespace["is_3"])
+    check.is_3_hidden(namespace["is_3"], seed=5)
+    assert not {"mean3", "mean7", "mnist_distance"} & set(namespace)
+
+
+@pytest.mark.parametrize("call", [
+    lambda fn: check.numbers_grid(fn),
+    lambda fn: check.bottom_right_doubled(fn),
+    lambda fn: check.mnist_distance(fn),
+    lambda fn: check.is_3(fn),
+    lambda fn: check.is_3_hidden(fn, seed=1),
+    lambda fn: check.validation_accuracy(fn),
+])
+def test_unfinished_work_raises_not_implemented(call):
+    def unfinished(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        call(unfinished)
+
+
+def test_numpy_distance_gets_a_clear_message():
+    with pytest.raises(AssertionError, match="torch.from_numpy"):
+        check.mnist_distance(lambda a, b: (a - b).abs().mean((-1, -2)).numpy())
+
+
+def test_is_3_returning_distances_is_explained(data):
+    namespace = {}
+    exec("def is_3(x):\n    return mnist_distance(x, mean3) - mnist_distance(x, mean7)", namespace)
+    with pytest.raises(AssertionError, match="True or False"):
+        check.is_3(namespace["is_3"])
+
+
+def test_is_3_may_answer_with_zeros_and_ones(data):
+    namespace = {}
+    exec("def is_3(x):\n    return (mnist_distance(x, mean3) < mnist_distance(x, mean7)).long()", namespace)
+    check.is_3(namespace["is_3"])
+
+
+@pytest.mark.parametrize("answer,fragment", [
+    ("lambda threes, sevens: 100 * REF(threes, sevens)", "percentage"),
+    ("lambda threes, sevens: 1 - REF(threes, sevens)", "error rate"),
+    ("lambda threes, sevens: torch.tensor([REF(threes, sevens)] * 2)", "one number"),
+    ("lambda threes, sevens: (~is_3(sevens)).float().mean()", "only the 7s"),
+])
+def test_accuracy_mistakes_are_named(data, answer, fragment):
+    reference = is_3_reference(data)
+    namespace = {"torch": torch, "REF": lambda t, s: check.ref_validation_accuracy(t, s, reference)}
+    fn = eval(answer, namespace)
+    with pytest.raises(AssertionError, match=fragment):
+        check.validation_accuracy(fn)
+
+
+def test_accuracy_as_a_numpy_number_is_fine(data):
+    reference = is_3_reference(data)
+    check.validation_accuracy(lambda t, s: np.float64(check.ref_validation_accuracy(t, s, reference)))
