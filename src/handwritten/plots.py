@@ -383,7 +383,8 @@ def training_history(histories, *, title: str = "") -> Figure:
 # ---------------------------------------------------------------- lesson 06: inside a CNN
 # Figures for the filter viewer, filter evolution, feature-map explorer and shift explorer. Each
 # ``*_figure`` builds the axes once and keeps its artists in ``fig.handwritten``; each ``update_*``
-# only swaps their data, so that a widget redraw costs one PNG encoding, not a new figure.
+# only swaps their data, and ``fast_png`` draws only those artists again (see there): a widget redraw
+# costs a few images and one PNG encoding, not a new figure.
 
 FEATURES = "viridis"  # feature maps are ReLU outputs (>= 0): a sequential map, dark = 0
 
@@ -431,14 +432,50 @@ def _tile_ticks(ax, rows: int, cols: int, h: int, w: int, gap: int, *, xlabel=No
 def _cmap(name: str, bad: str):
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad(bad)
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad=bad)
+
+
+def _colour_bar(fig, image, cell, fontsize: float = 6):
+    """A colour bar for ``image`` in its own axes; returns the axes (redrawn when the limits change)."""
+    bar = fig.colorbar(image, cax=fig.add_subplot(cell))
+    bar.ax.tick_params(labelsize=fontsize)
+    return bar.ax
+
+
+def fast_png(fig: Figure, dpi: int = 72) -> bytes:
+    """A figure built by one of the ``*_figure`` functions below, as PNG, drawing only what changes.
+
+    The first call renders everything except the artists in ``fig.handwritten["dynamic"]`` (images,
+    bars, colour bars, titles) and keeps that picture; every call pastes it back and draws only those
+    artists on top. Axes, tick labels and static text, most of a figure's drawing time, are laid out
+    once. (After the first call the figure is meant for this function only: ``savefig`` leaves out
+    the dynamic artists.)"""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    state = fig.handwritten
+    if state.get("background_dpi") != dpi:
+        for artist in state["dynamic"]:
+            artist.set_animated(True)
+        fig.set_dpi(dpi)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        state["background"], state["background_dpi"] = canvas.copy_from_bbox(fig.bbox), dpi
+    canvas = fig.canvas
+    canvas.restore_region(state["background"])
+    renderer = canvas.get_renderer()
+    for artist in state["dynamic"]:
+        artist.draw(renderer)
+    width, height = canvas.get_width_height(physical=True)
+    buffer = io.BytesIO()
+    Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+        buffer, format="png", compress_level=1)
+    return buffer.getvalue()
 
 
 def _kernel_mosaics(fig, grid, conv1_weight, conv2_weight, fontsize: float = 7):
     """conv1's kernels in one row, conv2's below as a grid: one column per output channel, one row
-    per input channel. Returns the two images."""
+    per input channel. Returns the two images and the axes of their colour bars."""
     c1, c2 = conv1_weight.shape[0], conv2_weight.shape[0]
     k = conv1_weight.shape[-1]
     cmap = _cmap(DIVERGING, "0.55")
@@ -451,9 +488,8 @@ def _kernel_mosaics(fig, grid, conv1_weight, conv2_weight, fontsize: float = 7):
     _tile_ticks(bottom, c1, c2, k, k, 1, xlabel=lambda c: f"#{c + 1}", ylabel=lambda r: f"in {r + 1}",
                 fontsize=fontsize)
     bottom.set_ylabel("conv2", fontsize=fontsize + 1)
-    for image, cell in ((layer1, grid[0, 1]), (layer2, grid[1, 1])):
-        fig.colorbar(image, cax=fig.add_subplot(cell)).ax.tick_params(labelsize=fontsize - 1)
-    return layer1, layer2
+    bars = [_colour_bar(fig, image, grid[cell, 1], fontsize - 1) for cell, image in enumerate((layer1, layer2))]
+    return layer1, layer2, bars
 
 
 def filter_figure(conv1_weight: torch.Tensor, conv2_weight: torch.Tensor, *, title: str = "") -> Figure:
@@ -465,8 +501,10 @@ def filter_figure(conv1_weight: torch.Tensor, conv2_weight: torch.Tensor, *, tit
     fig = Figure(figsize=(6.4, 1.2 + 0.62 * (1 + c1)))
     grid = fig.add_gridspec(2, 2, width_ratios=[1, 0.025], height_ratios=[1.25, c1], hspace=0.3, wspace=0.04,
                             left=0.08, right=0.92, top=0.84, bottom=0.03)
-    layer1, layer2 = _kernel_mosaics(fig, grid, conv1_weight, conv2_weight)
-    fig.handwritten = {"layer1": layer1, "layer2": layer2, "title": fig.suptitle(title, fontsize=10)}
+    layer1, layer2, bars = _kernel_mosaics(fig, grid, conv1_weight, conv2_weight)
+    heading = fig.suptitle(title, fontsize=10)
+    fig.handwritten = {"layer1": layer1, "layer2": layer2, "title": heading,
+                       "dynamic": [layer1, layer2, *bars, heading]}
     update_filter_figure(fig, conv1_weight, conv2_weight, title=title)
     return fig
 
@@ -493,7 +531,7 @@ def evolution_figure(conv1_weight: torch.Tensor, conv2_weight: torch.Tensor, rec
     fig = Figure(figsize=(6.4, 1.2 + 0.62 * (1 + c1) + 2.2))
     grid = fig.add_gridspec(3, 2, width_ratios=[1, 0.025], height_ratios=[1.25, c1, 3.4], hspace=0.35,
                             wspace=0.04, left=0.1, right=0.92, top=0.9, bottom=0.09)
-    layer1, layer2 = _kernel_mosaics(fig, grid, conv1_weight, conv2_weight)
+    layer1, layer2, bars = _kernel_mosaics(fig, grid, conv1_weight, conv2_weight)
     curve = fig.add_subplot(grid[2, 0])
     steps = [int(s) for s in steps]
     if record:
@@ -506,8 +544,9 @@ def evolution_figure(conv1_weight: torch.Tensor, conv2_weight: torch.Tensor, rec
     curve.set_ylabel("error (%)", fontsize=8)
     curve.tick_params(labelsize=7)
     curve.grid(alpha=0.3)
-    fig.handwritten = {"layer1": layer1, "layer2": layer2, "marker": marker,
-                       "title": fig.suptitle("", fontsize=10)}
+    heading = fig.suptitle("", fontsize=10)
+    fig.handwritten = {"layer1": layer1, "layer2": layer2, "marker": marker, "title": heading,
+                       "dynamic": [layer1, layer2, *bars, marker, heading]}
     return fig
 
 
@@ -583,10 +622,10 @@ def feature_map_figure(image: torch.Tensor, maps1: torch.Tensor, maps2: torch.Te
     bars, _ = _probability_bars(fig.add_subplot(grid[1, 0]), len(probs))
     layer1 = _map_mosaic(fig.add_subplot(grid[0, 1]), maps1, 1, "layer 1")
     layer2 = _map_mosaic(fig.add_subplot(grid[1, 1]), maps2, 2, "layer 2")
-    for im, cell in ((layer1, grid[0, 2]), (layer2, grid[1, 2])):
-        fig.colorbar(im, cax=fig.add_subplot(cell)).ax.tick_params(labelsize=6)
-    fig.handwritten = {"image": shown, "bars": bars, "layer1": layer1, "layer2": layer2,
-                       "title": fig.suptitle("", fontsize=10)}
+    scales = [_colour_bar(fig, im, grid[row, 2]) for row, im in enumerate((layer1, layer2))]
+    heading = fig.suptitle("", fontsize=10)
+    fig.handwritten = {"image": shown, "bars": bars, "layer1": layer1, "layer2": layer2, "title": heading,
+                       "dynamic": [shown, *bars, layer1, layer2, *scales, heading]}
     update_feature_map_figure(fig, image, maps1, maps2, probs)
     return fig
 
@@ -618,10 +657,13 @@ def shift_figure(original: torch.Tensor, shifted: torch.Tensor, probs_original: 
     before, after = _probability_bars(fig.add_subplot(grid[0, 2]), len(probs_original), two=True)
     layer1 = _map_mosaic(fig.add_subplot(grid[1, :3]), maps1, 1, "layer 1")
     layer2 = _map_mosaic(fig.add_subplot(grid[2, :3]), maps2, 2, "layer 2")
-    for im, cell in ((layer1, grid[1, 3]), (layer2, grid[2, 3])):
-        fig.colorbar(im, cax=fig.add_subplot(cell)).ax.tick_params(labelsize=6)
+    scales = [_colour_bar(fig, im, grid[row, 3]) for row, im in ((1, layer1), (2, layer2))]
+    heading = fig.suptitle("", fontsize=10)
+    legend = before[0].axes.get_legend()  # drawn after the bars, which would cover it
     fig.handwritten = {"original": original_im, "shifted": shifted_im, "before": before, "after": after,
-                       "layer1": layer1, "layer2": layer2, "title": fig.suptitle("", fontsize=10)}
+                       "layer1": layer1, "layer2": layer2, "title": heading,
+                       "dynamic": [original_im, shifted_im, *before, *after, legend, layer1, layer2, *scales,
+                                   heading]}
     update_shift_figure(fig, original, shifted, probs_original, probs_shifted, maps1, maps2)
     return fig
 
