@@ -2,6 +2,7 @@
 
 * how long each instructor notebook takes on a fresh kernel (kernel start included);
 * how long autograding one submission takes, through `handwritten grade` (nbgrader autograde + feedback);
+* how long each lesson 06 widget takes to redraw after a control moves (benchmarks/widget_redraw.py);
 * the lesson's loops against the vectorised versions and PyTorch, measured in one run: corr2d (28x28 digit,
   5x5 kernel) and 2x2 max pooling.
 
@@ -27,7 +28,10 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HANDWRITTEN_DATA", "sample")
+
+from widget_redraw import REDRAW_LIMIT, widget_redraw_seconds  # noqa: E402
 
 from handwritten.data import load_mnist  # noqa: E402
 from handwritten.grading import Course, grade  # noqa: E402
@@ -108,6 +112,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "threads": torch.get_num_threads(), "data": os.environ["HANDWRITTEN_DATA"]},
         "notebook_seconds": {}, "autograde_seconds_per_submission": {}, "operators_seconds": operators(),
+        "widget_redraw_seconds": widget_redraw_seconds(),
     }
     for lesson in LESSONS:
         results["notebook_seconds"][lesson] = notebook_seconds(ROOT / "solutions" / lesson / f"{lesson}.ipynb")
@@ -125,6 +130,11 @@ def main() -> int:
             print(f"{what:<58} {seconds:>10.1f} s   (limit {limit} s)")
             if seconds > limit:
                 over.append(f"{what}: {seconds:.1f} s > {limit} s")
+    for name, seconds in results["widget_redraw_seconds"].items():
+        print(f"{name + ' redraw (lesson 06 widget)':<58} {seconds * 1e3:>9.1f} ms"
+              f"   (limit {REDRAW_LIMIT * 1e3:.0f} ms)")
+        if seconds > REDRAW_LIMIT:
+            over.append(f"{name} redraw: {seconds * 1e3:.0f} ms > {REDRAW_LIMIT * 1e3:.0f} ms")
     for group, timings in results["operators_seconds"].items():
         fastest = min(timings.values())
         for name, seconds in timings.items():

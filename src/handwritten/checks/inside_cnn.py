@@ -1,0 +1,716 @@
+"""Checks for lesson 06, inside a CNN: the validation split, ``rightness``, ``predict_one_by_one``,
+``ConvNet`` (its ``log_softmax`` and ``retrieve_features``), ``train`` (record, snapshots and a
+trained network) and a vectorised ``shift_left``.
+
+The oracles are PyTorch and ``handwritten.models.ConvNet`` (the lesson's network, done right).
+The checks bring their own data (the MNIST the notebook uses, from the process's memo) and their
+own loaders, so they never depend on a variable the student may have changed. A mistake costs
+only its own tests: ``train`` is checked on the reference ``ConvNet`` with the reference
+``rightness`` in place, and ``retrieve_features`` never goes through ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
+
+from ._core import as_tensor, close, compare, fail, generator, not_hard_coded, passed, references_in_place
+
+# The lesson's recipe, as the training checks run it: SGD with momentum, this learning rate.
+LR = 0.05
+# Test accuracy (on 1,000 held-out digits) a network trained by a correct ``train`` must reach in the
+# checks' short runs. Measured on the bundled sample over five seeds: 0.91-0.93 for the visible run (one
+# epoch of 8,000 digits) and 0.90-0.94 for the hidden one (two epochs of 4,000 other digits). Untrained:
+# 0.10; without zero_grad 0.10, without step 0.14, with the notes' lr 0.001 0.25.
+THRESHOLD = 0.85
+THRESHOLD_HIDDEN = 0.80
+
+
+# ---------------------------------------------------------------- reference implementations
+
+
+def ref_rightness(predictions, labels):
+    pred = predictions.detach().argmax(1)
+    return (pred == labels.view_as(pred)).sum(), len(labels)
+
+
+def ref_shift_left(img, w):
+    out = torch.zeros_like(img)
+    width = img.shape[-1]
+    if w < width:
+        out[..., :width - w] = img[..., w:]
+    return out
+
+
+def _shift_right(img, w):
+    out = torch.zeros_like(img)
+    width = img.shape[-1]
+    if w < width:
+        out[..., w:] = img[..., :width - w]
+    return out
+
+
+def _shift_up(img, w):
+    out = torch.zeros_like(img)
+    height = img.shape[-2]
+    if w < height:
+        out[..., :height - w, :] = img[..., w:, :]
+    return out
+
+
+def ref_convnet():
+    from ..models import ConvNet
+
+    return ConvNet()
+
+
+class NotesConvNet(nn.Module):
+    """The network as the lesson's notes wrote it: ``log_softmax`` over dim 0, the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 5, padding=2)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(4, 8, 5, padding=2)
+        self.fc1 = nn.Linear(392, 512)
+        self.fc2 = nn.Linear(512, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 392)
+        x = F.dropout(F.relu(self.fc1(x)), training=self.training)
+        return F.log_softmax(self.fc2(x), dim=0)
+
+
+# ---------------------------------------------------------------- the lesson's data
+
+
+def _mnist():
+    from ..data import load_mnist
+
+    return load_mnist(quiet=True)
+
+
+def digits(indices, split: str = "test") -> torch.Tensor:
+    """MNIST digits as the network takes them: float (N, 1, 28, 28) in [0, 1]."""
+    mnist = _mnist()
+    images = mnist.test_images if split == "test" else mnist.train_images
+    return images[indices].float()[:, None] / 255
+
+
+def _pretrained(model=None):
+    from ..models import load_pretrained
+
+    return load_pretrained(model)
+
+
+def _raises(name: str, call, hint: str = ""):
+    """Call the student's code; a NotImplementedError passes through unchanged (the exercise is not
+    done yet), any other exception becomes a failed check that says what was raised."""
+    try:
+        return call()
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any error in the student's code fails the check
+        fail(f"{name} raised {type(error).__name__}: {error}" + (f" {hint}" if hint else ""))
+
+
+# ---------------------------------------------------------------- the validation split
+
+
+def _numbered(n: int) -> TensorDataset:
+    """n tiny items whose label is their own index, so a loader's batches show which items it drew."""
+    return TensorDataset(torch.zeros(n, 1, 2, 2), torch.arange(n))
+
+
+def _drawn(loader) -> list[int]:
+    return [int(i) for _, labels in loader for i in labels]
+
+
+def _check_split(fn, n: int, n_val: int, batch_size: int | None):
+    dataset = _numbered(n)
+    case = f"a dataset of {n} images, n_val={n_val}" + (f", batch_size={batch_size}" if batch_size else "")
+    args = (dataset, n_val) if batch_size is None else (dataset, n_val, batch_size)
+    result = _raises("split_test_set", lambda: fn(*args))
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        fail("split_test_set should return two DataLoaders: (validation_loader, test_loader).")
+    for name, loader in zip(("validation_loader", "test_loader"), result):
+        if not isinstance(loader, DataLoader):
+            fail(f"{name} should be a torch.utils.data.DataLoader, not {type(loader).__name__}.")
+        if loader.dataset is not dataset:
+            fail(f"{name} should load from the dataset it was given: DataLoader(dataset, ..., sampler=...).")
+        if not isinstance(loader.sampler, SubsetRandomSampler):
+            fail(f"{name} should draw its images with sampler=SubsetRandomSampler(indices) "
+                 f"(it uses {type(loader.sampler).__name__}): that is what makes it a subset of the dataset, "
+                 f"in a new random order each epoch.")
+        expected_batch = batch_size or 64
+        if loader.batch_size != expected_batch:
+            fail(f"{name} has batch_size {loader.batch_size}, expected {expected_batch}"
+                 + (" (the default)." if batch_size is None else "."))
+    validation, test = (_drawn(loader) for loader in result)
+    if len(validation) == n - n_val and len(test) == n_val and n_val != n - n_val:
+        fail(f"split_test_set for {case}: the two sets are swapped. The validation set is the first "
+             f"n_val = {n_val} images, the test set the rest.")
+    if len(validation) != n_val:
+        hint = (" Use the n_val argument: the notes' 5,000 was half of MNIST's 10,000 test images."
+                if len(validation) in (5000, min(5000, n)) else "")
+        fail(f"split_test_set for {case}: the validation loader draws {len(validation)} images, "
+             f"expected n_val = {n_val}.{hint}")
+    shared = set(validation) & set(test)
+    if shared:
+        fail(f"split_test_set for {case}: {len(shared)} image(s) are in both sets (index {min(shared)}, say). "
+             f"Validation and test must not overlap, or the test score is no longer measured on digits the "
+             f"choices were not made on. Validation gets indices[:n_val], test indices[n_val:].")
+    if len(test) != n - n_val or set(validation) | set(test) != set(range(n)):
+        fail(f"split_test_set for {case}: the test loader draws {len(test)} images, expected the other "
+             f"{n - n_val}; together the two sets should hold each image exactly once.")
+    if set(validation) != set(range(n_val)):
+        fail(f"split_test_set for {case}: the validation set should be the first n_val indices, "
+             f"range(len(dataset))[:n_val].")
+
+
+def split_test_set(fn):
+    """Visible check: the sample's test split in two halves, and a tiny dataset."""
+    _check_split(fn, 2000, 1000, 64)
+    _check_split(fn, 10, 4, 3)
+    passed("split_test_set", 2)
+
+
+def split_test_set_hidden(fn, seed):
+    g = generator(seed)
+    _check_split(fn, 30, 12, None)
+    for _ in range(4):
+        n = int(torch.randint(5, 300, (1,), generator=g))
+        n_val = int(torch.randint(1, n, (1,), generator=g))
+        batch = int(torch.randint(1, 100, (1,), generator=g))
+        _check_split(fn, n, n_val, batch)
+    print("✓ split_test_set: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- rightness
+
+
+def _count(name, value):
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            fail(f"{name} should be a single number, not a tensor of shape {tuple(value.shape)}.")
+        value = value.item()
+    if isinstance(value, float) and value != int(value):
+        fail(f"{name} is {value}, not a whole number: rightness returns counts, (number right, number of "
+             f"labels), not an accuracy. The caller adds the counts up over batches and divides at the end.")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        fail(f"{name} should be a number, not {type(value).__name__}.")
+
+
+def _check_rightness(fn, predictions, labels, case):
+    result = _raises("rightness", lambda: fn(predictions, labels),
+                     "Did you take the maximum over dim 0 (the batch) instead of dim 1 (the classes)?")
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        fail(f"rightness should return a pair (number right, number of labels), not {type(result).__name__}.")
+    rights, total = _count("the number right", result[0]), _count("the number of labels", result[1])
+    expected, n = ref_rightness(predictions, labels)
+    expected = int(expected)
+    if total != n:
+        fail(f"rightness for {case}: the second number is the number of labels, {n}; got {total}.")
+    if rights == expected:
+        return
+    over_batch = predictions.argmax(0)
+    mistakes = [
+        (int((over_batch == labels).sum()) if over_batch.shape == labels.shape else None,
+         "the maximum is taken over dim 0, the batch: each image's prediction is the largest of its own row, "
+         "over dim 1 (the classes)."),
+        (n - expected, "this counts the wrong predictions; rightness counts the right ones."),
+        (int((predictions.max(1)[0] == labels).sum()),
+         "torch.max(predictions, 1) returns (values, indices): the predicted class is the index, [1]."),
+    ]
+    for wrong, description in mistakes:
+        if wrong is not None and rights == wrong and wrong != expected:
+            fail(f"rightness for {case}: {description}")
+    fail(f"rightness for {case}: {rights} right, expected {expected}.")
+
+
+def _scores(g, n, classes=10, dtype=torch.float32):
+    return torch.randn(n, classes, generator=g, dtype=torch.float64).to(dtype)
+
+
+def rightness(fn):
+    """Visible check: a batch of 10 (as many images as classes) and a batch of 64."""
+    g = generator(6)
+    cases = []
+    for n in (10, 64):
+        scores = _scores(g, n)
+        labels = torch.randint(0, 10, (n,), generator=g)
+        labels[: n // 2] = scores[: n // 2].argmax(1)  # about half of them right
+        cases.append((scores, labels, f"a batch of {n} images"))
+    for scores, labels, case in cases:
+        _check_rightness(fn, scores, labels, case)
+    passed("rightness", 2)
+
+
+def rightness_hidden(fn, seed):
+    g = generator(seed)
+    for n, dtype in ((1, torch.float32), (7, torch.float64), (100, torch.float32), (33, torch.float64)):
+        scores = _scores(g, n, dtype=dtype)
+        labels = torch.randint(0, 10, (n,), generator=g)
+        labels[: n // 3] = scores[: n // 3].argmax(1)
+        _check_rightness(fn, scores.requires_grad_(), labels, f"a random {str(dtype)[6:]} batch of {n}")
+    print("✓ rightness: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- predict_one_by_one
+
+
+class _Spy(nn.Module):
+    """Wraps a network and notes how it is called: input shape, training mode."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((tuple(x.shape), self.training))
+        return self.net(x)
+
+
+def _check_one_by_one(fn, net, images, expected, case):
+    spy = _Spy(net).train()  # as a network is after training: the function must switch to eval itself
+    got = _raises("predict_one_by_one", lambda: fn(spy, images))
+    got = as_tensor("predict_one_by_one", got)
+    n = len(images)
+    batches = [shape for shape, _ in spy.calls]
+    if any(len(shape) == 4 and shape[0] > 1 for shape in batches):
+        fail(f"predict_one_by_one for {case}: it called the model with a batch of "
+             f"{max(s[0] for s in batches if len(s) == 4)} images. Feed them one at a time, each as a "
+             f"batch of one: model(images[i:i + 1]).")
+    if any(len(shape) != 4 for shape in batches):
+        fail(f"predict_one_by_one for {case}: the model got an input of shape "
+             f"{next(s for s in batches if len(s) != 4)}; give it a batch of one image, shape (1, 1, 28, 28): "
+             f"images[i:i + 1] or images[i].unsqueeze(0).")
+    if len(batches) != n:
+        fail(f"predict_one_by_one for {case}: it called the model {len(batches)} times for {n} images; "
+             f"call it once per image.")
+    if any(training for _, training in spy.calls):
+        fail(f"predict_one_by_one for {case}: the model was still in training mode. Call model.eval() "
+             f"first: in training mode dropout zeroes random units and the predictions change from run to run.")
+    if got.numel() == n:
+        got = got.reshape(n)
+    compare("predict_one_by_one", got, expected.to(got.dtype), case=case,
+            shape_hint=lambda g, e: "Return one predicted class per image: a tensor of shape (N,).")
+
+
+def _one_by_one_reference(net, images):
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net(images[i:i + 1]).argmax(1) for i in range(len(images))])
+
+
+def predict_one_by_one(fn):
+    """Visible check: eight test digits, through the pretrained network and the notes' network."""
+    images = digits(range(8))
+    fixed = _pretrained()
+    expected = _one_by_one_reference(fixed, images)
+    _check_one_by_one(fn, fixed, images, expected, "eight test digits and the fixed network")
+    notes = _pretrained(NotesConvNet())
+    _check_one_by_one(fn, notes, images, torch.zeros(8, dtype=torch.long),
+                      "eight test digits and the notes' network (one at a time, every digit is a 0)")
+    passed("predict_one_by_one", 2)
+
+
+def predict_one_by_one_hidden(fn, seed):
+    g = generator(seed)
+    fixed = _pretrained()
+    for n in (1, 5):
+        images = digits(torch.randint(0, len(_mnist().test_labels), (n,), generator=g))
+        _check_one_by_one(fn, fixed, images, _one_by_one_reference(fixed, images), f"{n} random test digit(s)")
+    print("✓ predict_one_by_one: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- ConvNet: the network and its log_softmax
+
+LAYERS = [("conv1", nn.Conv2d, (4, 1, 5, 5), "nn.Conv2d(1, 4, 5, padding=2)"),
+          ("conv2", nn.Conv2d, (8, 4, 5, 5), "nn.Conv2d(4, 8, 5, padding=2)"),
+          ("fc1", nn.Linear, (512, 392), "nn.Linear(392, 512)"),
+          ("fc2", nn.Linear, (10, 512), "nn.Linear(512, 10)")]
+
+
+def _instantiate(cls):
+    net = _raises("ConvNet()", cls)
+    if not isinstance(net, nn.Module):
+        fail("ConvNet should be a subclass of nn.Module (class ConvNet(nn.Module): ...).")
+    for name, kind, shape, how in LAYERS:
+        layer = getattr(net, name, None)
+        if not isinstance(layer, kind):
+            fail(f"ConvNet needs a layer self.{name} = {how}.")
+        if tuple(layer.weight.shape) != shape:
+            fail(f"self.{name}.weight has shape {tuple(layer.weight.shape)}, expected {shape}: "
+                 f"self.{name} = {how}.")
+        if layer.bias is None:
+            fail(f"self.{name} should have a bias (the default): {how}.")
+    for name in ("conv1", "conv2"):
+        if tuple(getattr(net, name).padding) != (2, 2):
+            fail(f"self.{name} needs padding=2: with a 5x5 kernel, that keeps a 28x28 image 28x28.")
+    return net
+
+
+def _load(net, source) -> None:
+    """Copy the four layers' weights of ``source`` into ``net``."""
+    with torch.no_grad():
+        for name, *_ in LAYERS:
+            getattr(net, name).weight.copy_(getattr(source, name).weight)
+            getattr(net, name).bias.copy_(getattr(source, name).bias)
+
+
+def _reference_with_random_weights(seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ref_convnet().eval()
+
+
+def _reference_logits(ref, x):
+    with torch.no_grad():
+        h = ref.pool(F.relu(ref.conv1(x)))
+        h = ref.pool(F.relu(ref.conv2(h)))
+        return ref.fc2(F.relu(ref.fc1(h.flatten(1))))
+
+
+def _check_forward(cls, ref, x, case):
+    net = _instantiate(cls)
+    _load(net, ref)
+    net.eval()
+    forward_hint = ("After two 2x2 poolings each image is 8 maps of 7x7 = 392 numbers: "
+                    "x.view(-1, 392) or x.flatten(1).")
+    with torch.random.fork_rng(devices=[]):
+        out = as_tensor("ConvNet.forward", _raises("ConvNet.forward", lambda: net(x), forward_hint))
+        again = net(x)
+    n = len(x)
+    if tuple(out.shape) != (n, 10):
+        fail(f"ConvNet.forward for {case}: the output has shape {tuple(out.shape)}, expected ({n}, 10): "
+             f"one row of 10 class log-probabilities per image.")
+    if not close(out, again):
+        fail(f"ConvNet.forward for {case}: in eval mode two calls give different outputs, so dropout is still "
+             f"active. Use F.dropout(x, training=self.training) (or an nn.Dropout layer), which does nothing "
+             f"after model.eval().")
+    logits = _reference_logits(ref, x)
+    expected = F.log_softmax(logits, dim=1)
+    if close(out, expected):
+        return net
+    columns = out.detach().double().exp().sum(0)
+    if close(out, F.log_softmax(logits, dim=0)) or close(columns, torch.ones_like(columns)):
+        fail(f"ConvNet.forward for {case}: log_softmax over dim=0 normalises over the batch: each class's "
+             f"column sums to probability 1 across the images, instead of each image's row across the classes, "
+             f"so an image's prediction depends on the other images in the batch (and a batch of one is all "
+             f"zeros: class 0). Use F.log_softmax(x, dim=1).")
+    if close(out, logits):
+        fail(f"ConvNet.forward for {case}: these are raw scores; forward should end with "
+             f"F.log_softmax(x, dim=1), log-probabilities of the 10 classes.")
+    fail(f"ConvNet.forward for {case}: wrong values. The order is conv1, ReLU, pool, conv2, ReLU, pool, "
+         f"flatten, fc1, ReLU, dropout, fc2, log_softmax over dim 1.")
+
+
+def _check_training_mode(cls, x, case):
+    net = _instantiate(cls)
+    net.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        first = net(x)
+        second = net(x)
+    rows = first.detach().double().exp().sum(1)
+    if not close(rows, torch.ones_like(rows)):
+        fail(f"ConvNet.forward for {case}, in training mode: each row should be log-probabilities "
+             f"(F.log_softmax(x, dim=1)).")
+    if close(first, second):
+        fail(f"ConvNet.forward for {case}, in training mode: two calls give the same output, so there is no "
+             f"dropout. Add F.dropout(x, training=self.training) after fc1's ReLU.")
+
+
+def convnet(cls):
+    """Visible check: five test digits through the pretrained weights, in eval and training mode."""
+    x = digits(range(5))
+    _check_forward(cls, _pretrained(), x, "five test digits")
+    _check_forward(cls, _pretrained(), x[:1], "a single digit")
+    _check_training_mode(cls, x, "five test digits")
+    passed("ConvNet", 3)
+
+
+def convnet_hidden(cls, seed):
+    g = generator(seed)
+    for n in (1, 3, 64):
+        x = torch.rand(n, 1, 28, 28, generator=g)
+        _check_forward(cls, _reference_with_random_weights(seed + n), x, f"a random batch of {n}")
+    print("✓ ConvNet: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- ConvNet.retrieve_features
+
+
+def _feature_hint(which, got, expected):
+    if len(got) != 4:
+        return "Keep the batch dimension: for N images the maps are (N, channels, height, width)."
+    if which == 1 and got[1:] == (4, 14, 14):
+        return ("That is after pooling: feature_map1 is conv1's output after ReLU, before the pool "
+                "(which only comes next).")
+    if which == 2 and got[1:] == (8, 7, 7):
+        return "That is after the second pooling: feature_map2 is conv2's output after ReLU, before pooling."
+    if which == 2 and got[1:] == (8, 28, 28):
+        return "conv2 sees the pooled first layer: pool feature_map1 before giving it to conv2."
+    return None
+
+
+def _check_features(cls, ref, x, case):
+    net = _instantiate(cls)
+    _load(net, ref)
+    net.eval()
+    maps = _raises("retrieve_features", lambda: net.retrieve_features(x))
+    if not isinstance(maps, (tuple, list)) or len(maps) != 2:
+        fail("retrieve_features should return two tensors: (feature_map1, feature_map2).")
+    with torch.no_grad():
+        conv1 = ref.conv1(x)
+        expected1 = F.relu(conv1)
+        conv2 = ref.conv2(ref.pool(expected1))
+        expected2 = F.relu(conv2)
+    for which, got, expected, raw in ((1, maps[0], expected1, conv1), (2, maps[1], expected2, conv2)):
+        layer = f"conv{which}"
+        compare(f"retrieve_features (feature_map{which})", got, expected, case=case,
+                shape_hint=lambda g, e, which=which: _feature_hint(which, g, e),
+                mistakes=[(f"these are {layer}'s outputs before the ReLU; the maps are F.relu({layer}(...)), "
+                           f"as forward computes them.", raw)])
+
+
+def features(cls):
+    """Visible check: one test digit (maps 4x28x28 and 8x14x14), with the pretrained weights."""
+    ref = _pretrained()
+    _check_features(cls, ref, digits(range(1)), "one test digit")
+    not_hard_coded("retrieve_features", lambda x: _instantiate_with(cls, ref).retrieve_features(x)[0],
+                   [(digits([1]),), (digits([2]),)])
+    passed("retrieve_features", 1)
+
+
+def _instantiate_with(cls, ref):
+    net = _instantiate(cls)
+    _load(net, ref)
+    return net.eval()
+
+
+def features_hidden(cls, seed):
+    g = generator(seed)
+    for n in (3, 1):
+        x = torch.rand(n, 1, 28, 28, generator=g)
+        _check_features(cls, _reference_with_random_weights(seed + n), x, f"a random batch of {n}")
+    print("✓ retrieve_features: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- train: record, snapshots, a trained network
+
+_runs: dict = {}
+
+
+def _run(fn, *, first: int, n_train: int, epochs: int, record_every: int, seed: int):
+    """Train a reference ConvNet with the student's ``train`` (reference ``rightness`` in place) on
+    ``n_train`` training digits from ``first``; each configuration runs once per ``train``."""
+    key = (fn, first, n_train, epochs, record_every, seed)
+    if key in _runs:
+        return _runs[key]
+    mnist = _mnist()
+    chosen = slice(first, first + n_train)
+    images = mnist.train_images[chosen].float()[:, None] / 255
+    train_loader = DataLoader(TensorDataset(images, mnist.train_labels[chosen]), batch_size=64, shuffle=True,
+                              generator=torch.Generator().manual_seed(seed))
+    val_images = mnist.test_images[:500].float()[:, None] / 255
+    validation_loader = DataLoader(TensorDataset(val_images, mnist.test_labels[:500]), batch_size=250)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ref_convnet()
+        initial = [p.detach().clone() for p in net.parameters()]
+        with references_in_place(fn, rightness=ref_rightness):
+            result = _raises("train", lambda: fn(net, train_loader, validation_loader, epochs=epochs, lr=LR,
+                                                 record_every=record_every))
+    held_out = mnist.test_images[1000:2000].float()[:, None] / 255
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net(held_out).argmax(1) == mnist.test_labels[1000:2000]).float().mean())
+        val_error = 100.0 * float((net(val_images).argmax(1) != mnist.test_labels[:500]).float().mean())
+    run = dict(net=net, result=result, accuracy=accuracy, val_error=val_error, initial=initial,
+               batches=math.ceil(n_train / 64), epochs=epochs, record_every=record_every)
+    _runs[key] = run
+    return run
+
+
+def _check_record_and_snapshots(run, case):
+    result = run["result"]
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        fail("train should return two lists: (record, weights).")
+    record, weights = result
+    per_epoch = math.ceil(run["batches"] / run["record_every"])
+    expected = per_epoch * run["epochs"]
+    try:
+        n_record = len(record)
+    except TypeError:
+        fail(f"record should be a list, not {type(record).__name__}.")
+    if n_record != expected:
+        fail(f"train for {case}: record has {n_record} entries, expected {expected}: one whenever "
+             f"batch_idx % record_every == 0, that is {per_epoch} per epoch of {run['batches']} batches, "
+             f"in each of the {run['epochs']} epoch(s).")
+    for entry in record:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            fail("each entry of record should be a pair (training error %, validation error %).")
+        for value in entry:
+            number = float(value)
+            if not 0 <= number <= 100:
+                fail(f"record holds {number}: error rates are percentages, between 0 and 100.")
+    last_val = float(record[-1][1])
+    if last_val > 50 and run["val_error"] < 25:
+        fail(f"train for {case}: the last validation entry in record is {last_val:.1f}, but the network "
+             f"gets only {run['val_error']:.1f}% of the validation digits wrong: record should hold error "
+             f"rates, 100 - accuracy in percent, not accuracies.")
+    if len(weights) != n_record:
+        fail(f"train for {case}: weights has {len(weights)} snapshots, record {n_record} entries; take a "
+             f"snapshot each time you add to record.")
+    net = run["net"]
+    live = [net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias]
+    for snapshot in weights:
+        if not isinstance(snapshot, (tuple, list)) or len(snapshot) != 4:
+            fail("each snapshot should be [conv1.weight, conv1.bias, conv2.weight, conv2.bias].")
+        for got, param in zip(snapshot, live):
+            got = as_tensor("a snapshot", got)
+            if tuple(got.shape) != tuple(param.shape):
+                fail(f"a snapshot holds a tensor of shape {tuple(got.shape)} where {tuple(param.shape)} was "
+                     f"expected: [conv1.weight, conv1.bias, conv2.weight, conv2.bias], in that order.")
+            if got.data_ptr() == param.data_ptr():
+                fail(f"train for {case}: the snapshots share memory with the network's live weights "
+                     f"(net.conv1.weight.data is the weight itself, not a copy), so every snapshot changes as "
+                     f"training goes on and all of them end up equal to the final weights. Append a copy: "
+                     f"net.conv1.weight.data.clone().")
+    if n_record > 1 and close(weights[0][0], weights[-1][0]):
+        fail(f"train for {case}: the first and last snapshots of conv1's kernels are identical: take each "
+             f"snapshot with .clone() after the step, as training goes on.")
+
+
+def _check_trained(run, threshold, case):
+    accuracy = run["accuracy"]
+    if accuracy < threshold:
+        moved = any(not close(p, q) for p, q in zip(run["net"].parameters(), run["initial"]))
+        why = ("Did it call optimizer.zero_grad(), loss.backward() and optimizer.step() for every batch, "
+               "with SGD(net.parameters(), lr=lr, momentum=0.9) and the lr it was given?"
+               if moved else "The weights did not change at all: is optimizer.step() ever called, on "
+               "net.parameters()?")
+        fail(f"train for {case}: the trained network gets {100 * accuracy:.1f}% of 1,000 test digits right; "
+             f"a correct train reaches more than {100 * threshold:.0f}%. {why}")
+
+
+VISIBLE_RUN = dict(first=0, n_train=8000, epochs=1, record_every=25, seed=6)
+HIDDEN_RUN = dict(first=4000, n_train=4000, epochs=2, record_every=40, seed=60)
+
+
+def snapshots(fn):
+    """Visible check: train on 8,000 digits for one epoch, record_every=25: the record and the snapshots."""
+    _check_record_and_snapshots(_run(fn, **VISIBLE_RUN), "one epoch of 8,000 digits, record_every=25")
+    passed("train: record and snapshots", 1)
+
+
+def trained(fn):
+    """Visible check: the same run reaches the accuracy threshold."""
+    run = _run(fn, **VISIBLE_RUN)
+    _check_trained(run, THRESHOLD, "one epoch of 8,000 digits")
+    passed(f"train: {100 * run['accuracy']:.1f}% of held-out test digits right", 1)
+
+
+def train_hidden(fn, seed):
+    run = _run(fn, **{**HIDDEN_RUN, "seed": seed})
+    case = "two epochs of 4,000 other digits, record_every=40"
+    _check_record_and_snapshots(run, case)
+    _check_trained(run, THRESHOLD_HIDDEN, case)
+    print("✓ train: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- shift_left
+
+
+def _check_shift(fn, img, w, case):
+    original = img.clone()
+    empty_slice = ("Careful with img[..., :-w]: when w = 0, :-0 is :0, an empty slice. "
+                   "Write img.shape[-1] - w.")
+    got = _raises("shift_left", lambda: fn(img, w), f"(for w = {w}) {empty_slice}" if w == 0 else "")
+    got = as_tensor("shift_left", got)
+    if not torch.equal(img, original):
+        fail(f"shift_left for {case} changed its input: build a new tensor (torch.zeros_like(img)) and "
+             f"leave img as it was.")
+    expected = ref_shift_left(img, w)
+    if got.dtype != img.dtype:
+        fail(f"shift_left for {case}: the output is {got.dtype}, the input {img.dtype}; keep the dtype "
+             f"(torch.zeros_like(img) does).")
+    width = img.shape[-1]
+    mistakes = [("the image moved right; shift_left moves it left: out[..., j] = img[..., j + w].",
+                 _shift_right(img, w)),
+                ("the columns that fall off the left edge came back on the right (torch.roll wraps around); "
+                 "the last w columns must be zero.", torch.roll(img, -w, dims=-1))]
+    if img.ndim >= 2 and img.shape[-2] > w:
+        mistakes.append(("the image moved up: shift along the last dimension (the columns), not the rows.",
+                         _shift_up(img, w)))
+    for other in (w - 1, w + 1):
+        if 0 <= other != w:
+            mistakes.append((f"the image moved {other} pixels, not w = {w}.", ref_shift_left(img, other)))
+    if w == 0 and got.shape == img.shape and not bool(got.any()) and bool(img.any()):
+        fail(f"shift_left for {case}: with w = 0 the image should come back unchanged, but it is all zeros. "
+             f"{empty_slice}")
+    if w >= width and got.shape == img.shape and bool(got.any()):
+        fail(f"shift_left for {case}: shifting a {width}-pixel-wide image by w = {w} pixels leaves nothing; "
+             f"the result should be all zeros. (A slice like :width - w goes negative here.)")
+    compare("shift_left", got, expected, case=case, mistakes=mistakes,
+            shape_hint=lambda g, e: "The shifted image has the same shape as the input.")
+
+
+def shift_left(fn):
+    """Visible check: the 5x6 example with w = 2, and a test digit shifted 3 pixels, as in the notes."""
+    example = torch.arange(1.0, 31.0).reshape(5, 6)
+    _check_shift(fn, example, 2, "the 5x6 example, w = 2")
+    _check_shift(fn, digits([0])[0, 0], 3, "a 28x28 test digit, w = 3")
+    passed("shift_left", 2)
+
+
+def shift_left_hidden(fn, seed):
+    g = generator(seed)
+    shapes = [(28, 28), (1, 28, 28), (4, 1, 28, 28), (7, 9), (2, 3, 5, 11)]
+    for k, shape in enumerate(shapes):
+        dtype = torch.float64 if k % 2 else torch.float32
+        img = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
+        width = shape[-1]
+        for w in (0, 1, int(torch.randint(2, width, (1,), generator=g)), width - 1, width, width + 2):
+            _check_shift(fn, img, w, f"a random {shape} {str(dtype)[6:]} image, w = {w}")
+    print("✓ shift_left: hidden tests passed.")
+
+
+class _CountOps(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _operations(fn, img, w) -> int:
+    with _CountOps() as counter:
+        _raises("shift_left", lambda: fn(img, w))
+    return counter.count
+
+
+def shift_left_vectorised(fn):
+    """shift_left must not loop over pixels: the number of tensor operations it makes must not grow
+    with the image (a loop over columns makes one or two per column)."""
+    small = _operations(fn, torch.rand(28, 28), 3)
+    large = _operations(fn, torch.rand(3, 40, 56), 5)
+    if large > small + 4 or small > 60:
+        fail(f"shift_left made {small} tensor operations for a 28x28 image and {large} for a 3x40x56 one: "
+             f"it loops over rows or columns. Vectorise it: one slice assignment, "
+             f"out[..., :width - w] = img[..., w:], moves every pixel at once.")
+    passed(f"shift_left: vectorised, {large} tensor operations whatever the size", 2)

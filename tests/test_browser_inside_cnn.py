@@ -1,0 +1,83 @@
+"""Lesson 06 in a real browser: JupyterLab on localhost, Debian's Chromium driven by Playwright. Run
+every cell of the instructor notebook, move the shift explorer's slider, and check that its picture
+changed and that no cell shows an error. A screenshot of the explorer is kept in tests/artifacts/.
+
+Without Chromium (a laptop that never ran `make browser`) the test is skipped with a loud message;
+with CI set, a missing Chromium is a failure."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import warnings
+
+import pytest
+from test_lab import CHROMIUM_FLAGS, READY_THEN_RUN_ALL, TOKEN, serve, server_args
+
+from conftest import ROOT
+
+LESSON = "06-inside-a-cnn"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOT = ARTIFACTS / "inside-cnn-shift-explorer.png"
+
+
+@pytest.fixture
+def page():
+    path = shutil.which("chromium")
+    if path is None:
+        message = ("NO BROWSER: Chromium is not installed, so lesson 06's widgets were NOT tested in a browser. "
+                   "Install it with `make browser` (Debian's chromium package) and run the tests again.")
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but Chromium is missing: `make test` should have installed it")
+        warnings.warn(message, stacklevel=1)
+        print(f"\n{'!' * 100}\n{message}\n{'!' * 100}", file=sys.stderr)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1000})
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_shift_explorer_works_in_jupyterlab(page, tmp_path):
+    from playwright.sync_api import expect
+
+    shutil.copy(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", tmp_path / "lesson.ipynb")
+    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={tmp_path}",  # noqa: E731
+                            "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
+                            *(["--allow-root"] if os.geteuid() == 0 else [])]
+    with serve(command, ROOT) as url:
+        page.goto(f"{url}/lab/tree/lesson.ipynb?token={TOKEN}")
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+        page.wait_for_function("window.jupyterapp !== undefined")
+        page.evaluate(READY_THEN_RUN_ALL)
+
+        explorer = page.locator(".handwritten-shift-explorer")
+        picture = explorer.locator("img")
+        expect(picture).to_have_attribute("src", re.compile("."), timeout=240_000)
+        before = picture.get_attribute("src")
+        slider = explorer.locator(".widget-slider", has=page.locator("label", has_text="shift (px)"))
+        expect(slider.locator(".widget-readout")).to_have_text("3")
+        handle = slider.locator(".noUi-handle")
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        handle.press("ArrowRight")
+        expect(slider.locator(".widget-readout")).to_have_text("4", timeout=10_000)
+        expect(picture).not_to_have_attribute("src", before, timeout=120_000)
+        expect(explorer).to_contain_text("shift", timeout=10_000)
+
+        # every cell has run (no "[*]" prompt left) and none shows an error
+        expect(page.locator(".jp-InputArea-prompt", has_text="*")).to_have_count(0, timeout=240_000)
+        expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")).to_have_count(0)
+        assert page.locator(".jp-InputArea-prompt", has_text=re.compile(r"\[\d+\]")).count() > 20
+
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news toast
+        ARTIFACTS.mkdir(exist_ok=True)
+        explorer.screenshot(path=str(SCREENSHOT))
+        print(f"screenshot of the shift explorer: {SCREENSHOT}")
