@@ -50,3 +50,14 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_lists_every_lesson_and_links_only_real_notebooks():
+    readme = (ROOT / "README.md").read_text()
+    lessons = sorted(p.name for p in (ROOT / "lessons").iterdir() if p.is_dir())
+    for lesson in lessons:
+        row = next((line for line in readme.splitlines() if f"](lessons/{lesson}/{lesson}.ipynb)" in line), None)
+        assert row is not None, f"README's lesson table does not link lessons/{lesson}"
+        assert row.rstrip().endswith("| **ready** |"), row
+    for link in re.findall(r"\]\((lessons/[^)]+\.ipynb)\)", readme):
+        assert (ROOT / link).is_file(), f"README links {link}, which does not exist"
