@@ -14,7 +14,7 @@ import sys
 import warnings
 
 import pytest
-from test_lab import CHROMIUM_FLAGS, READY_THEN_RUN_ALL, TOKEN, serve, server_args
+from test_lab import CHROMIUM_FLAGS, run_all_in_lab
 
 from conftest import ROOT
 
@@ -48,16 +48,7 @@ def page():
 def test_shift_explorer_works_in_jupyterlab(page, tmp_path):
     from playwright.sync_api import expect
 
-    shutil.copy(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", tmp_path / "lesson.ipynb")
-    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={tmp_path}",  # noqa: E731
-                            "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
-                            *(["--allow-root"] if os.geteuid() == 0 else [])]
-    with serve(command, ROOT) as url:
-        page.goto(f"{url}/lab/tree/lesson.ipynb?token={TOKEN}")
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-        page.wait_for_function("window.jupyterapp !== undefined")
-        page.evaluate(READY_THEN_RUN_ALL)
-
+    with run_all_in_lab(page, LESSON, tmp_path):
         explorer = page.locator(".handwritten-shift-explorer")
         picture = explorer.locator("img")
         expect(picture).to_have_attribute("src", re.compile("."), timeout=240_000)

@@ -90,6 +90,25 @@ def server_args(port: int) -> str:
     return f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --IdentityProvider.token={TOKEN}"
 
 
+@contextlib.contextmanager
+def run_all_in_lab(page, lesson: str, folder):
+    """Serve a copy of ``lesson``'s instructor notebook from ``folder`` in JupyterLab, open it in
+    ``page`` and start running every cell once its kernel is ready (without waiting for the run
+    to finish: the caller's expectations wait, with timeouts)."""
+    from playwright.sync_api import expect
+
+    shutil.copy(ROOT / "solutions" / lesson / f"{lesson}.ipynb", folder / "lesson.ipynb")
+    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}",  # noqa: E731
+                            "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
+                            *(["--allow-root"] if os.geteuid() == 0 else [])]
+    with serve(command, ROOT) as url:
+        page.goto(f"{url}/lab/tree/lesson.ipynb?token={TOKEN}")
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+        page.wait_for_function("window.jupyterapp !== undefined")
+        page.evaluate(READY_THEN_RUN_ALL)
+        yield page
+
+
 @pytest.fixture(scope="module")
 def lab():
     with serve(lambda port: ["make", "--no-print-directory", "lab", f"LAB_ARGS={server_args(port)}"], ROOT) as url:
@@ -145,18 +164,7 @@ def test_kernel_playground_works_in_jupyterlab(chromium, tmp_path):
     and see the picture change."""
     from playwright.sync_api import expect
 
-    shutil.copy(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", tmp_path / "lesson.ipynb")
-    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={tmp_path}",  # noqa: E731
-                            "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
-                            *(["--allow-root"] if os.geteuid() == 0 else [])]
-    with serve(command, ROOT) as url:
-        page = chromium
-        page.goto(f"{url}/lab/tree/lesson.ipynb?token={TOKEN}")
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
-        page.wait_for_function("window.jupyterapp !== undefined")
-        # once the notebook's kernel session is ready, start the run without waiting for it to finish
-        # (the expectations below wait, with timeouts)
-        page.evaluate(READY_THEN_RUN_ALL)
+    with run_all_in_lab(chromium, LESSON, tmp_path) as page:
         playground = page.locator(".handwritten-kernel-playground")
         picture = playground.locator("img")
         expect(picture).to_have_attribute("src", re.compile("."), timeout=120_000)
