@@ -10,8 +10,9 @@ RUN := $(UV) run --frozen
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
 SUBMISSIONS ?=
+GRADE_ARGS ?=
 
-.PHONY: help setup lab test release grade bench lint browser
+.PHONY: help setup lab test release grade bench lint browser sandbox postgres
 
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -27,19 +28,26 @@ setup: | $(UV)  ## create or update the environment (.venv) from uv.lock
 lab: setup  ## open the lessons in JupyterLab
 	$(RUN) jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
 
-test: setup  ## run the whole test suite (installs Chromium for the browser tests when CI is set)
-	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser; fi
+test: setup  ## run the whole test suite (installs Chromium, bubblewrap, PostgreSQL for their tests when CI is set)
+	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser sandbox postgres; fi
 	$(RUN) pytest
 
 browser:  ## install Debian's Chromium for the browser tests (needs root)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
+sandbox:  ## install Debian's bubblewrap, which grading runs student code in (needs root)
+	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+
+postgres:  ## install Debian's PostgreSQL server, for the shared-gradebook tests (needs root)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+
 release: setup  ## regenerate lessons/ from solutions/
 	$(RUN) handwritten release
 
-grade: setup  ## grade a class: make grade SUBMISSIONS=path/to/folder-or.zip
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder-or.zip"; exit 2; }
-	$(RUN) handwritten grade "$(SUBMISSIONS)"
+grade: setup  ## grade a class: make grade SUBMISSIONS=path/to/folder-or.zip [GRADE_ARGS="--workers 4 --force"]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder-or.zip [GRADE_ARGS=...]"; exit 2; }
+	$(RUN) handwritten grade "$(SUBMISSIONS)" $(GRADE_ARGS)
 
 bench: setup  ## measure notebook, grading and operator speed (benchmarks/results/latest.json)
 	$(RUN) python benchmarks/run.py

@@ -13,6 +13,7 @@ c.CourseDirectory.release_directory = "lessons"        # the student notebooks, 
 c.CourseDirectory.submitted_directory = "autograders/submitted"
 c.CourseDirectory.autograded_directory = "autograders/autograded"
 c.CourseDirectory.feedback_directory = "autograders/feedback"
+c.CourseDirectory.course_id = "handwritten"  # a shared PostgreSQL gradebook needs a course row (SQLite never checks)
 c.CourseDirectory.db_url = os.environ.get(
     "NBGRADER_DB_URL", "sqlite:///" + os.path.join(HERE, "gradebook.db"))
 
@@ -35,5 +36,22 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "handwritten.grading.feedback.HideHiddenTests",
+    "handwritten.grading.feedback.LostPoints",
     "nbgrader.preprocessors.ClearMarkScheme",
 ]
+
+# Every graded kernel runs sandboxed (handwritten/grading/sandbox.py): bubblewrap where available,
+# resource limits always. This is nbgrader's own list with Execute replaced.
+c.Autograde.autograde_preprocessors = [
+    "handwritten.grading.sandbox.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "handwritten.grading.sandbox.LimitOutputSize",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# A deleted test cell is put back (from the gradebook's copy) and graded, instead of being skipped.
+c.OverwriteCells.add_missing_cells = True

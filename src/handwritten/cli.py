@@ -1,7 +1,8 @@
 """``handwritten``: the course's command line.
 
     handwritten release [LESSON ...] [--check]    regenerate lessons/ from solutions/
-    handwritten grade SUBMISSIONS [--out CSV]     grade a folder or an LMS zip of notebooks
+    handwritten grade SUBMISSIONS [--out CSV] [--workers N] [--force] [--sandbox MODE] [--timeout S] [--shard I/N]
+                                                  grade a folder or an LMS zip of notebooks
     handwritten data [--mode full] [--drop-archives]   get MNIST ready (Binder's postBuild uses it)
     handwritten doctor                            check this environment
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 def _course(args):
     from .grading import Course
 
-    return Course(Path(args.course)) if args.course else Course.find()
+    return Course(Path(args.course), args.db) if args.course else Course.find(db=args.db)
 
 
 def cmd_release(args) -> int:
@@ -38,16 +39,45 @@ def cmd_grade(args) -> int:
 
     course = _course(args)
     out = Path(args.out) if args.out else course.root / "autograders" / "grades.csv"
-    results, problems = grade(course, Path(args.submissions), out=out, assignments=args.lesson or None)
+    results, problems = grade(course, Path(args.submissions), out=out, assignments=args.lesson or None,
+                              workers=args.workers, force=args.force, sandbox=args.sandbox, timeout=args.timeout,
+                              shard=args.shard)
     for problem in problems:
-        print(f"skipped: {problem}")
+        print(problem if problem.startswith("WARNING") else f"skipped: {problem}")
     errors = [r for r in results if not r.status.startswith("graded")]
     for r in results:
         print(f"{r.student:<24} {r.assignment:<28} {r.score:>5g}/{r.max_score:<5g} {r.status}")
-    print(f"\n{len(results)} notebook(s) graded, {len(errors)} with errors. Grades: {out}\n"
+    flagged = [r for r in results if r.flags]
+    for r in flagged:
+        print(f"integrity: {r.student} {r.assignment}: " + "; ".join(r.flags))
+    kept = sum(r.kept for r in results)
+    print(f"\n{len(results)} notebook(s): {len(results) - kept} graded now, {kept} kept from an earlier run "
+          f"(same file; --force grades them again); {len(errors)} with errors, {len(flagged)} flagged for a look.\n"
+          f"Grades: {out}\n"
+          f"Item analysis: {out.with_name(out.stem + '-items.csv')} and {out.with_name(out.stem + '-items.png')}\n"
           f"Feedback: {course.path('feedback')}/<student>/<lesson>/<lesson>.html\n"
           f"Log: {course.root / 'autograders' / 'grading.log'}")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (shard 0/4 is the first of four), got {text!r}")
+    return index, count
 
 
 def cmd_data(args) -> int:
@@ -70,17 +100,29 @@ def cmd_doctor(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="handwritten", description=__doc__.split("\n")[0])
     parser.add_argument("--course", help="the course folder (default: the one containing the current directory)")
+    parser.add_argument("--db", help="the gradebook: sqlite:///path or postgresql://user:password@host/db "
+                                     "(default: $NBGRADER_DB_URL, else autograders/gradebook.db)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="regenerate lessons/ from solutions/")
     p.add_argument("lessons", nargs="*", help="lessons to release (default: all)")
     p.add_argument("--check", action="store_true", help="exit 1 if anything had to be regenerated")
+    p.add_argument("--db", default=argparse.SUPPRESS, help="the gradebook URL (as before the command)")
     p.set_defaults(run=cmd_release)
 
     p = sub.add_parser("grade", help="grade a folder (one sub-folder per student) or an LMS zip")
     p.add_argument("submissions", help="folder or .zip of submitted notebooks")
     p.add_argument("--out", help="where to write grades.csv (default: autograders/grades.csv)")
     p.add_argument("--lesson", action="append", help="grade only this lesson (repeatable)")
+    p.add_argument("--db", default=argparse.SUPPRESS, help="the gradebook URL: postgresql://user:password@host/db "
+                   "for one gradebook shared by many graders (default: $NBGRADER_DB_URL, else SQLite)")
+    p.add_argument("--workers", type=_positive, help="notebooks graded at once (default: the number of cores)")
+    p.add_argument("--force", action="store_true", help="grade again what was already graded")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "limits", "off"], default="auto",
+                   help="auto (default): bubblewrap where available, else resource limits with a warning")
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="grade only shard I of N (0 <= I < N), e.g. one pod of a Kubernetes Indexed Job")
+    p.add_argument("--timeout", type=_positive, help="seconds a cell may run (default: the course config's)")
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("data", help="get MNIST ready (default: download full MNIST into the cache)")

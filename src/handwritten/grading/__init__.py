@@ -1,5 +1,7 @@
 """The instructor's pipeline, over nbgrader's Python API: regenerate the student notebooks
-(``release``), and grade a class's submissions into ``grades.csv`` and feedback (``grade``)."""
+(``release``), and grade a class's submissions into ``grades.csv``, an item analysis and feedback
+(``grade``): in parallel (``grade``), resumably (``records``), each kernel sandboxed (``sandbox``,
+``limits``, ``kernel_guard``), every notebook scanned for tampering (``integrity``)."""
 
 from .course import Course, CourseError
 from .grade import grade

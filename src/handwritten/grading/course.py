@@ -10,6 +10,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 CONFIG = Path("autograders") / "nbgrader_config.py"
+SQLITE_WAIT = 300  # seconds a grader waits for another one's write to the SQLite gradebook
 
 
 class CourseError(RuntimeError):
@@ -19,14 +20,15 @@ class CourseError(RuntimeError):
 @dataclass(frozen=True)
 class Course:
     root: Path
+    db: str | None = None  # the gradebook's URL, in place of the config's (sqlite:///... or postgresql://...)
 
     @classmethod
-    def find(cls, start: Path | None = None) -> Course:
+    def find(cls, start: Path | None = None, db: str | None = None) -> Course:
         """The course whose folder contains ``start`` (default: the current directory)."""
         start = Path(start or Path.cwd()).resolve()
         for folder in (start, *start.parents):
             if (folder / CONFIG).is_file():
-                return cls(folder)
+                return cls(folder, db)
         raise CourseError(f"No course found at or above {start}: expected a folder with {CONFIG}. "
                           f"Run this from the course folder, or pass --course.")
 
@@ -38,6 +40,17 @@ class Course:
     def config(self) -> Config:
         config = PyFileConfigLoader(CONFIG.name, path=str(self.root / CONFIG.parent)).load_config()
         config.CourseDirectory.root = str(self.root)  # the config's own ROOT, unless copied elsewhere
+        url = self.db or config.CourseDirectory.db_url
+        config.CourseDirectory.db_url = url
+        if not url.startswith(("sqlite:", "postgresql", "postgres:")):
+            raise CourseError(f"Unsupported gradebook URL {url!r}: use sqlite:///path/to/gradebook.db or "
+                              f"postgresql://user:password@host/database.")
+        if url.startswith("sqlite:") and "?" not in url:
+            # parallel graders share one SQLite file: wait for each other's writes instead of failing
+            config.CourseDirectory.db_url = url + f"?timeout={SQLITE_WAIT}"
+        elif url.startswith(("postgresql://", "postgres://")):
+            # the driver this course installs is psycopg 3; SQLAlchemy's plain URL means psycopg2
+            config.CourseDirectory.db_url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return config
 
     def path(self, key: str) -> Path:
@@ -53,10 +66,13 @@ class Course:
         source = self.path("source")
         return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
-    def api(self):
-        """nbgrader's Python API for this course, logging only problems."""
+    def api(self, overrides: dict | None = None):
+        """nbgrader's Python API for this course, logging only problems; ``overrides`` are config
+        sections set for this run (``{"Execute": {"timeout": 60}}``)."""
         from nbgrader.apps import NbGraderAPI
 
-        api = NbGraderAPI(config=self.config())
+        config = self.config()
+        config.merge(Config(overrides or {}))
+        api = NbGraderAPI(config=config)
         api.log.setLevel(logging.ERROR)
         return api

@@ -2,43 +2,49 @@
 (one row per student and lesson, one column per test) and the feedback HTML.
 
 A broken notebook never stops the batch: its row says what went wrong, and the next one is
-graded. Each submission is graded on its own (``grade_one``), so that grading can be spread
-over processes or machines.
+graded. Each submission is graded on its own (``grade_one``), in a pool of worker processes
+(``workers``), each kernel in a sandbox (``sandbox.py``); every result is recorded as soon as it
+is known (``records.py``), so a run can be interrupted and resumed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import sys
+import time
+import traceback
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import records
+from .cases import graded_tests
 from .collect import Submission, collect
-from .course import Course
+from .course import Course, CourseError
+from .integrity import scan
+from .records import Result
 from .release import release
-
-
-@dataclass
-class Result:
-    student: str
-    assignment: str
-    status: str = "graded"                      # "graded", or what went wrong
-    score: float = 0.0                          # autograded points
-    max_score: float = 0.0                      # autograded points available
-    manual_max: float = 0.0                     # points waiting for a human (questionnaire)
-    tests: dict[str, float] = field(default_factory=dict)   # grade id -> autograded points
-    feedback: Path | None = None
-
+from .report import write_item_analysis
+from .sandbox import CUT, EXITS, OUT_OF_MEMORY, Sandbox, resolve
 
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
+INCIDENTS = {  # errors in a graded notebook that an instructor should read about in its row
+    "CellTimeoutError": "a cell ran past the time limit and was interrupted",
+    "MemoryError": "a cell ran out of memory (the sandbox's limit)",
+    "BlockingIOError": "a cell hit the limit on processes",
+    "OutputLimited": "output was cut to nbgrader's limit",
+}
 EXPLAINED = {
     "DeadKernelError": "the kernel died while running the notebook (a cell crashed or exited Python)",
     "CellTimeoutError": "a cell ran longer than the per-cell time limit",
@@ -75,6 +81,23 @@ def deduplicate_ids(notebook: dict) -> int:
     return changed
 
 
+def _grade_ids(notebook: dict) -> set[str]:
+    return {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in notebook.get("cells", [])} - {None}
+
+
+def wrong_lesson(course: Course, assignment: str, notebook: dict, released: dict) -> str:
+    """Why this is not a notebook of ``assignment`` (another lesson's, or no lesson's), or ""."""
+    ids = _grade_ids(notebook)
+    if ids & _grade_ids(released):
+        return ""
+    for other in course.assignments():
+        path = course.path("release") / other / f"{other}.ipynb"
+        if other != assignment and path.exists() and ids & _grade_ids(json.loads(path.read_text(encoding="utf-8"))):
+            return (f"this is the notebook of lesson {other}, submitted as {assignment}: "
+                    f"ask the student for the right one, or rename it to {other}.ipynb and grade again")
+    return f"no cell of this notebook belongs to {assignment} (not the released notebook, or its cells were rebuilt)"
+
+
 def place(course: Course, submission: Submission, notebook: dict) -> Path:
     """Write a submission where nbgrader looks for it (the original file is never touched)."""
     folder = course.path("submitted") / submission.student / submission.assignment
@@ -102,25 +125,89 @@ def scores(course: Course, student: str, assignment: str) -> Result:
     return result
 
 
-def grade_one(course: Course, submission: Submission, api=None) -> Result:
+LOCKED = "database is locked"  # SQLite under concurrent writers: wait and try again
+RETRIES = 3
+
+
+def autograde(api, submission: Submission) -> dict:
+    for attempt in range(RETRIES):
+        outcome = api.autograde(submission.assignment, submission.student, force=True, create=True)
+        if outcome["success"] or LOCKED not in (outcome.get("log") or "") + (outcome.get("error") or ""):
+            return outcome
+        time.sleep(1 + attempt)
+    return outcome
+
+
+def killed(ending: tuple[int, str] | None, limits: Sandbox) -> str:
+    """Why a kernel that ended (exit status, end of its stderr) was killed, when a limit explains it, or ""."""
+    if ending is None:
+        return ""
+    status, stderr = ending
+    number = -status if status < 0 else status - 128 if status > 128 else 0  # bubblewrap reports signal n as 128 + n
+    if number in (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS) or "MemoryError" in stderr:
+        how = f"was killed ({signal.Signals(number).name})" if number else "died"
+        return (f"the kernel {how} while running the notebook: it ran out of memory "
+                f"(the sandbox allows {limits.memory / 1024**3:g} GB)" + ("" if number else " and could not go on"))
+    if number == signal.SIGXCPU:
+        return f"the kernel used up its CPU time ({limits.cpu_seconds} s) and was stopped"
+    return ""
+
+
+def incidents(course: Course, submission: Submission) -> list[str]:
+    path = course.path("autograded") / submission.student / submission.assignment / f"{submission.assignment}.ipynb"
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return []
+    found = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            name = output.get("ename", "")
+            text = output.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if "... Output truncated ..." in text or CUT in text:
+                name = "OutputLimited"
+            if name in INCIDENTS and INCIDENTS[name] not in found:
+                found.append(INCIDENTS[name])
+    return found
+
+
+def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "") -> Result:
     """Autograde one student's notebook for one lesson and write its feedback."""
     api = api or course.api()
+    base = Result(submission.student, submission.assignment, sandbox=sandbox,
+                  late="_LATE_" in submission.path.name.upper())
     try:
         notebook = json.loads(submission.path.read_text(encoding="utf-8"))
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise ValueError("no cells")
     except (UnicodeDecodeError, ValueError) as error:
-        return Result(submission.student, submission.assignment,
-                      status=f"error: not a readable notebook ({error})")
+        base.status = f"error: not a readable notebook ({error})"
+        return base
     duplicates = deduplicate_ids(notebook)
+    released = json.loads((course.path("release") / submission.assignment
+                           / f"{submission.assignment}.ipynb").read_text(encoding="utf-8"))
+    wrong = wrong_lesson(course, submission.assignment, notebook, released)
+    if wrong:
+        base.status = f"error: {wrong}"
+        return base
+    base.flags = scan(notebook, released)
     place(course, submission, notebook)
-    outcome = api.autograde(submission.assignment, submission.student, force=True, create=True)
+    outcome = autograde(api, submission)
     if not outcome["success"]:
-        return Result(submission.student, submission.assignment,
-                      status=f"error: {_reason(outcome)}")
+        workdir = (course.path("autograded") / submission.student / submission.assignment).resolve()
+        ending = EXITS.pop(str(workdir), None)
+        if str(workdir) in OUT_OF_MEMORY:
+            OUT_OF_MEMORY.discard(str(workdir))
+            ending = (ending or (1, ""))[0], "MemoryError"
+        base.status = f"error: {killed(ending, Sandbox(config=api.config)) or _reason(outcome)}"
+        return base
     result = scores(course, submission.student, submission.assignment)
+    result.sandbox, result.late, result.flags = base.sandbox, base.late, base.flags
     if duplicates:
         result.status = f"graded; {duplicates} duplicated cell id(s) ignored (split or copied cells)"
+    for incident in incidents(course, submission):
+        result.status += f"; {incident}"
     feedback = api.generate_feedback(submission.assignment, submission.student, force=True)
     html = (course.path("feedback") / submission.student / submission.assignment
             / f"{submission.assignment}.html")
@@ -131,17 +218,34 @@ def grade_one(course: Course, submission: Submission, api=None) -> Result:
     return result
 
 
+def grade_and_record(course: Course, submission: Submission, digest: str, api, sandbox: str) -> Result:
+    records.forget(course, submission.student, submission.assignment)
+    try:
+        result = grade_one(course, submission, api, sandbox)
+    except Exception as error:  # one notebook must never stop the batch: say why in its row
+        traceback.print_exc()
+        # not recorded: the next run tries this one again
+        return Result(submission.student, submission.assignment, sandbox=sandbox,
+                      status=f"error: grading failed ({type(error).__name__}: {error}); "
+                             f"see autograders/grading.log, then grade again")
+    result.digest = digest
+    records.save(course, result)
+    return result
+
+
 def write_csv(results: list[Result], path: Path) -> None:
     tests = sorted({name for r in results for name in r.tests})
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "lesson", "status", "score", "max_score", "manual_points_to_grade",
-                         *tests, "feedback"])
+                         "late", "sandbox", "integrity_flags", *tests, "feedback"])
         for r in results:
             writer.writerow([r.student, r.assignment, r.status, f"{r.score:g}", f"{r.max_score:g}",
-                             f"{r.manual_max:g}", *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests),
-                             str(r.feedback or "")])
+                             f"{r.manual_max:g}", "yes" if r.late else "", r.sandbox, "; ".join(r.flags),
+                             *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests), str(r.feedback or "")])
+    os.replace(partial, path)
 
 
 @contextlib.contextmanager
@@ -161,26 +265,124 @@ def stderr_to(path: Path):
             os.close(saved)
 
 
-def grade(course: Course, source: Path, *, out: Path | None = None,
-          assignments: list[str] | None = None, progress: bool = True) -> tuple[list[Result], list[str]]:
-    """Grade every submission in ``source``; return the results and the files that were skipped."""
+# What each worker process keeps between submissions.
+_worker: dict = {}
+
+
+def _start_worker(course: Course, overrides: dict, log: str) -> None:
+    # the kernels this worker starts inherit its stdout and stderr: keep their chatter in the log
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    _worker.update(course=course, api=course.api(overrides), sandbox=overrides["Sandbox"]["mode"])
+
+
+def _work(submission: Submission, digest: str) -> Result:
+    return grade_and_record(_worker["course"], submission, digest, _worker["api"], _worker["sandbox"])
+
+
+def _create_students(course: Course, students: set[str]) -> None:
+    """Create every student once, before the workers start: two workers creating the same
+    student (two lessons of one student) at the same time would collide."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gradebook:
+        for student in sorted(students):
+            gradebook.update_or_create_student(student)
+
+
+def in_shard(student: str, shard: tuple[int, int] | None) -> bool:
+    """Whether a student belongs to shard ``(i, n)``: by a hash of the id, so every machine agrees
+    without talking, a student's lessons stay together, and a new student moves nobody else."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha256(student.encode()).hexdigest(), 16) % count == index
+
+
+def _released(course: Course, assignments: set[str]) -> None:
+    """Shards share one gradebook and must not all release into it at once: the instructor releases
+    once, before the shards start."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(course.db_url) as gradebook:
+        for assignment in sorted(assignments):
+            try:
+                gradebook.find_assignment(assignment)
+            except MissingEntry:
+                raise CourseError(f"{assignment} is not in the gradebook yet: run `handwritten release {assignment}` "
+                                  f"once against it before starting the shards.") from None
+
+
+def grade(course: Course, source: Path, *, out: Path | None = None, assignments: list[str] | None = None,
+          progress: bool = True, workers: int | None = None, force: bool = False, sandbox: str = "auto",
+          timeout: int | None = None, shard: tuple[int, int] | None = None) -> tuple[list[Result], list[str]]:
+    """Grade every submission in ``source`` (those of ``shard`` (i, n) only, if given); return the
+    results and the files that were skipped. Submissions recorded as graded (same file, byte for
+    byte) are not graded again unless ``force``."""
     collected = collect(Path(source), course.assignments())
-    submissions = [s for s in collected.submissions if not assignments or s.assignment in assignments]
+    submissions = [s for s in collected.submissions
+                   if (not assignments or s.assignment in assignments) and in_shard(s.student, shard)]
     problems = list(collected.problems)
+    mode, warning = resolve(sandbox)
+    if warning:
+        problems.append(f"WARNING: {warning}")
+    overrides = {"Sandbox": {"mode": mode}} | ({"Execute": {"timeout": timeout}} if timeout else {})
     # nbgrader's gradebook trips SQLAlchemy's autoflush warnings on every new submission: noise.
     warnings.filterwarnings("ignore", message=".*not in session.*")
+    log = course.root / "autograders" / "grading.log"
+    results: dict[tuple[str, str], Result] = {}
     try:
-        if submissions:
-            changed = release(course, sorted({s.assignment for s in submissions}))
+        todo = []
+        for s in submissions:
+            known = None if force else records.load(course, s.student, s.assignment)
+            digest = records.digest(s.path)
+            if known is not None and known.digest == digest:
+                results[s.student, s.assignment] = known
+            else:
+                todo.append((s, digest))
+        if todo and shard is not None:
+            _released(course, {s.assignment for s, _ in todo})
+        elif todo:
+            changed = release(course, sorted({s.assignment for s, _ in todo}))
             if changed:
                 problems.append(f"lessons/ was out of date with solutions/ and was regenerated: "
                                 f"{', '.join(changed)}")
-        api = course.api()
-        with stderr_to(course.root / "autograders" / "grading.log"):
-            results = [grade_one(course, s, api) for s in tqdm(
-                submissions, desc="grading", unit="notebook", disable=not progress, file=sys.stdout)]
+        if todo:
+            _create_students(course, {s.student for s, _ in todo})
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+        bar = tqdm(total=len(todo), desc="grading", unit="notebook", disable=not progress, file=sys.stdout)
+        with stderr_to(log), bar:
+            if workers == 1:
+                api = course.api(overrides)
+                for s, digest in todo:
+                    results[s.student, s.assignment] = grade_and_record(course, s, digest, api, mode)
+                    bar.update()
+            else:
+                context = get_context("spawn")  # fresh interpreters: no inherited threads or sockets
+                with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                         initargs=(course, overrides, str(log))) as pool:
+                    futures = {pool.submit(_work, s, digest): s for s, digest in todo}
+                    for future in as_completed(futures):
+                        s = futures[future]
+                        try:
+                            results[s.student, s.assignment] = future.result()
+                        except BrokenProcessPool:
+                            results[s.student, s.assignment] = Result(
+                                s.student, s.assignment, sandbox=mode,
+                                status="error: the grading process died; grade again to retry this one")
+                        bar.update()
     finally:
         if collected.workdir is not None:
             collected.workdir.cleanup()
-    write_csv(results, out or course.root / "autograders" / "grades.csv")
-    return results, problems
+    ordered = [results[s.student, s.assignment] for s in submissions]
+    out = out or course.root / "autograders" / "grades.csv"
+    write_csv(ordered, out)
+    if ordered:
+        worth = {(lesson, test): points for lesson in {r.assignment for r in ordered}
+                 for test, points in graded_tests(course, lesson).items()}
+        write_item_analysis(ordered, worth, out)
+    return ordered, problems

@@ -1,0 +1,19 @@
+#!/bin/bash
+# Grade a class on a Slurm cluster: one array task per shard, one shared PostgreSQL gradebook.
+# See deploy/README.md. Release once first:  NBGRADER_DB_URL=... handwritten release <lesson>
+#   sbatch --export=ALL,NBGRADER_DB_URL=postgresql://user:password@host/db deploy/slurm-array.sh submissions/
+#SBATCH --job-name=handwritten-grade
+#SBATCH --array=0-7
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=6G
+#SBATCH --time=02:00:00
+#SBATCH --output=grade-%a.log
+set -euo pipefail
+SUBMISSIONS=${1:?usage: sbatch deploy/slurm-array.sh SUBMISSIONS_FOLDER}
+: "${NBGRADER_DB_URL:?export the shared gradebook, e.g. postgresql://user:password@host/db}"
+# every task runs in the course folder on a shared filesystem: results are recorded per student,
+# so a task that is requeued resumes, and nothing is graded twice
+cd "${SLURM_SUBMIT_DIR}"
+uv run --frozen handwritten grade "$SUBMISSIONS" --workers "${SLURM_CPUS_PER_TASK}" \
+    --shard "${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}" \
+    --out "autograders/grades-${SLURM_ARRAY_TASK_ID}.csv"

@@ -1,0 +1,66 @@
+"""One small JSON record per graded submission, written the moment it is graded: what makes a
+run resumable (an interrupted batch loses nothing) and idempotent (a submission graded before,
+byte for byte the same, is not graded again unless forced).
+
+Records live beside nbgrader's own output, ``autograded/<student>/<lesson>.result.json``: outside
+the folder the student's kernel runs in, so a submission cannot write its own record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .course import Course
+
+
+@dataclass
+class Result:
+    student: str
+    assignment: str
+    status: str = "graded"                      # "graded", or what went wrong
+    score: float = 0.0                          # autograded points
+    max_score: float = 0.0                      # autograded points available
+    manual_max: float = 0.0                     # points waiting for a human (questionnaire)
+    tests: dict[str, float] = field(default_factory=dict)   # grade id -> autograded points
+    feedback: Path | None = None
+    sandbox: str = ""                           # how the kernel was confined: bwrap, limits, off
+    flags: list[str] = field(default_factory=list)          # integrity flags: "line N: reason"
+    late: bool = False
+    digest: str = ""                            # sha256 of the submitted file
+    kept: bool = False                          # graded by an earlier run, not again
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def path(course: Course, student: str, assignment: str) -> Path:
+    return course.path("autograded") / student / f"{assignment}.result.json"
+
+
+def save(course: Course, result: Result) -> None:
+    target = path(course, result.student, result.assignment)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = asdict(result) | {"feedback": str(result.feedback) if result.feedback else None, "kept": False}
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, target)  # atomic: a record is whole or absent
+
+
+def load(course: Course, student: str, assignment: str) -> Result | None:
+    try:
+        data = json.loads(path(course, student, assignment).read_text(encoding="utf-8"))
+        result = Result(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    result.feedback = Path(result.feedback) if result.feedback else None
+    result.kept = True
+    return result
+
+
+def forget(course: Course, student: str, assignment: str) -> None:
+    path(course, student, assignment).unlink(missing_ok=True)

@@ -1,0 +1,267 @@
+"""Run each graded notebook's kernel in a sandbox.
+
+With bubblewrap (``bwrap``), the kernel sees a read-only system and Python, a private ``/tmp`` and
+``$HOME``, and of the course only its own working directory ``autograded/<student>/<lesson>/``: no
+``solutions/``, no gradebook, no other student. It has no network (its own empty network namespace;
+it talks to the grader over Unix sockets in a private folder) and no capabilities, and it cannot see
+the grader's environment variables (a gradebook URL may hold a password). Under bubblewrap or not,
+memory, CPU time, file size and the number of processes are bounded (``limits.py``).
+
+Without bubblewrap, only the limits apply: the mode is then ``limits`` and grading says so loudly.
+nbgrader loads ``SandboxedExecute`` in place of its ``Execute`` (``autograders/nbgrader_config.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Enum, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .course import CourseError
+from .limits import pids_cgroup_root
+
+GB = 1024**3
+OUT_OF_MEMORY: set[str] = set()  # working folders whose kernel died after a MemoryError
+EXITS: dict[str, tuple[int, str]] = {}  # working folder -> how its last kernel ended: (status, stderr's end)
+NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
+            "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
+            "bubblewrap) and grade again.")
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "PYTHONHASHSEED")
+
+
+class Sandbox(LoggingConfigurable):
+    """The limits of one graded kernel (``c.Sandbox.<name>`` in the course config)."""
+
+    mode = Enum(["auto", "bwrap", "limits", "off"], "auto", help=(
+        "auto: bubblewrap where it works, else resource limits only. off: no sandbox at all "
+        "(benchmarks only).")).tag(config=True)
+    memory = Integer(2 * GB, help="bytes of memory a kernel may allocate").tag(config=True)
+    cpu_seconds = Integer(900, help="CPU seconds a kernel may use in all").tag(config=True)
+    max_pids = Integer(256, help="processes and threads a kernel may run at once").tag(config=True)
+    max_file_size = Integer(GB, help="bytes of any one file a kernel writes").tag(config=True)
+    data_dir = Unicode(help="a folder the kernel may read (full MNIST's cache)").tag(config=True)
+
+
+@lru_cache
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox here, or None when it can."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "not installed"
+    try:
+        done = subprocess.run([bwrap, "--unshare-all", "--ro-bind", "/", "/", "--cap-drop", "ALL", "true"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")
+
+
+def pids_problem() -> str | None:
+    root = pids_cgroup_root()
+    if root is None or not os.access(root, os.W_OK):
+        return "no writable pids cgroup: the number of processes is not bounded"
+    return None
+
+
+def resolve(mode: str) -> tuple[str, str]:
+    """The mode grading will really use, and a warning to show (empty when all is well)."""
+    if mode == "off":
+        return "off", "sandbox off: student code runs with this account's rights, unbounded"
+    if mode == "limits":
+        return "limits", ("resource limits only, no bubblewrap (--sandbox limits): student code runs with this "
+                          "account's rights and can read solutions/ and the gradebook")
+    problem = bwrap_problem()
+    if problem is not None:
+        if mode == "bwrap":
+            raise CourseError(NO_BWRAP.format(why=problem))
+        return "limits", NO_BWRAP.format(why=problem)
+    return "bwrap", pids_problem() or ""
+
+
+def python_paths() -> list[Path]:
+    """What the kernel's Python needs to read: its installation, the virtual environment, and the
+    folders its ``.pth`` files add (an editable install of this package)."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
+    for packages in site.getsitepackages():
+        for pth in Path(packages).glob("*.pth"):
+            for line in pth.read_text(errors="replace").splitlines():
+                if line and not line.startswith(("#", "import")) and Path(line).is_dir():
+                    paths.add(Path(line))
+    return sorted({p.resolve() for p in paths})
+
+
+def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "") -> list[str]:
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv",
+            "--ro-bind", "/usr", "/usr", "--ro-bind-try", "/etc", "/etc",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in python_paths():
+        args += ["--ro-bind", str(path), str(path)]
+    if data_dir and Path(data_dir).is_dir():
+        args += ["--ro-bind", data_dir, data_dir, "--setenv", "HANDWRITTEN_DATA_DIR", data_dir]
+    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("HANDWRITTEN_") and k != "HANDWRITTEN_DATA_DIR"})
+    # JPY_PARENT_PID=1: the grader's pid means nothing in the sandbox's pid namespace, and
+    # --die-with-parent already ends the kernel with its grader.
+    env.update(HOME="/tmp", JPY_PARENT_PID="1", PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+               NBGRADER_EXECUTION=os.environ.get("NBGRADER_EXECUTION", "autograde"), MPLCONFIGDIR="/tmp/mpl")
+    for name, value in sorted(env.items()):
+        args += ["--setenv", name, value]
+    return args + ["--bind", str(rundir), str(rundir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+
+
+def limits_args(sandbox: Sandbox, name: str) -> list[str]:
+    # run as a script, not with -m: the kernel's stderr should not start with runpy's warning
+    return [sys.executable, str(Path(__file__).with_name("limits.py")), "--memory", str(sandbox.memory),
+            "--cpu", str(sandbox.cpu_seconds), "--pids", str(sandbox.max_pids),
+            "--fsize", str(sandbox.max_file_size), "--cgroup", name, "--"]
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager that starts the kernel inside the sandbox. With bubblewrap the kernel has no
+    network, so it is reached over Unix sockets in a private folder shared with the sandbox."""
+
+    _rundir: Path | None = None
+    _workdir = ""
+
+    def _sandbox(self) -> tuple[Sandbox, str]:
+        sandbox = Sandbox(parent=self)
+        mode = sandbox.mode
+        if mode == "auto":
+            mode, warning = resolve(mode)
+            if warning:
+                self.log.warning(warning)
+        return sandbox, mode
+
+    async def _async_pre_start_kernel(self, **kw):
+        sandbox, mode = self._sandbox()
+        self._rundir = Path(tempfile.mkdtemp(prefix="handwritten-kernel-"))
+        if mode == "bwrap":
+            self.transport = "ipc"
+            self.ip = str(self._rundir / "kernel")
+            self.connection_file = str(self._rundir / "kernel.json")
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        sandbox, mode = self._sandbox()
+        self._workdir = str(Path(kw.get("cwd") or os.getcwd()).resolve())
+        # the kernel's stderr, kept to say why it died (the grader's own stderr is the log)
+        kw["stderr"] = open(self._rundir / "stderr", "wb")
+        if mode != "off":
+            name = f"kernel-{os.getpid()}-{id(self)}"
+            prefix = limits_args(sandbox, name)
+            if mode == "bwrap":
+                workdir = Path(kw.get("cwd") or os.getcwd()).resolve()
+                prefix += bwrap_args(workdir, self._rundir, sandbox.data_dir) + ["--"]
+            kernel_cmd = prefix + list(kernel_cmd)
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            kw["stderr"].close()  # the kernel has its own copy
+
+    def _note_exit(self) -> None:
+        """Remember how a kernel that has already ended ended (a signal says which limit killed it)."""
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is not None and self._workdir:
+            try:
+                with open(self._rundir / "stderr", "rb") as f:
+                    f.seek(max(0, f.seek(0, 2) - 4000))
+                    tail = f.read().decode(errors="replace")
+            except (OSError, TypeError):
+                tail = ""
+            EXITS[self._workdir] = (process.returncode, tail)
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        self._note_exit()  # before the shutdown kills it (if still alive) and forgets the process
+        await super()._async_shutdown_kernel(now=now, restart=restart)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        self._note_exit()  # a kernel found dead is not shut down, only cleaned up
+        await super()._async_cleanup_resources(restart=restart)
+        if self._rundir is not None and not restart:
+            shutil.rmtree(self._rundir, ignore_errors=True)
+            self._rundir = None
+
+    # AsyncKernelManager binds these names to KernelManager's coroutines: rebind them to ours
+    cleanup_resources = _async_cleanup_resources
+    shutdown_kernel = _async_shutdown_kernel
+
+
+CUT = "... output cut here: too much of it ..."
+
+
+class LimitOutputSize(NbGraderPreprocessor):
+    """nbgrader's LimitOutput bounds the number of lines; this bounds characters, so one 100 MB line
+    does not end up in the graded notebook and the feedback."""
+
+    max_chars = Integer(100_000, help="characters kept of each output").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and len(output.get("text", "")) > self.max_chars:
+                output["text"] = output["text"][:self.max_chars] + "\n" + CUT + "\n"
+            for mime, value in output.get("data", {}).items():
+                if isinstance(value, str) and len(value) > self.max_chars:
+                    output["data"][mime] = value[:self.max_chars] + "\n" + CUT
+        return cell, resources
+
+
+GUARD = Path(__file__).with_name("kernel_guard.py")
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute, with every kernel started by ``SandboxedKernelManager``, and the
+    kernel guard (``kernel_guard.py``) undoing monkeypatches before every test cell."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+        self._code_cells_run, self._memory_error = 0, False
+
+    async def async_start_new_kernel(self, **kwargs):
+        self._code_cells_run, self._memory_error = 0, False
+        await super().async_start_new_kernel(**kwargs)
+
+    async def _quietly(self, code: str) -> None:
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        await self.async_wait_for_reply(msg_id)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type == "code" and cell.source.strip():
+            if self._code_cells_run == 0:
+                await self._quietly(GUARD.read_text())
+            elif utils.is_grade(cell):
+                await self._quietly("__handwritten_guard__()")
+        try:
+            result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            if self._memory_error and self.km is not None:
+                OUT_OF_MEMORY.add(self.km._workdir)  # it died after a MemoryError: say so in its row
+            raise
+        self._memory_error |= any(o.get("ename") == "MemoryError" for o in cell.get("outputs", []))
+        if cell.cell_type == "code" and cell.source.strip():
+            self._code_cells_run += 1
+            if self._code_cells_run == 1:  # the setup cell: remember the modules it bound to names
+                await self._quietly("__handwritten_guard__(capture_names=True)")
+        return result
+
+    # nbclient binds its synchronous wrappers to its own coroutines: rebind them to these
+    start_new_kernel = run_sync(async_start_new_kernel)
+    execute_cell = run_sync(async_execute_cell)
