@@ -4,7 +4,11 @@
 * how long autograding one submission takes, through `handwritten grade` (nbgrader autograde + feedback);
 * how long each lesson 06 widget takes to redraw after a control moves (benchmarks/widget_redraw.py);
 * the lesson's loops against the vectorised versions and PyTorch, measured in one run: corr2d (28x28 digit,
-  5x5 kernel) and 2x2 max pooling.
+  5x5 kernel) and 2x2 max pooling;
+* grading at scale (benchmarks/grading.py): 20 submissions with one and two workers, and unsandboxed;
+* each further module of ``FIGURES`` (a ``measure()`` that returns rows of
+  {"what", "value", "unit", "limit", "better"}): lesson 05's training speed, lesson 07's engine, Binder
+  and the demo (cold start, each lesson kernel's peak memory, the data prefetch).
 
 The operators are taken from the instructor notebook itself, so the figures are those of the code students read.
 """
@@ -31,6 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HANDWRITTEN_DATA", "sample")
 
+from grading import grading_scale  # noqa: E402
+from grading import report as grading_report  # noqa: E402
 from widget_redraw import REDRAW_LIMIT, widget_redraw_seconds  # noqa: E402
 
 from handwritten.data import load_mnist  # noqa: E402
@@ -40,9 +46,34 @@ from handwritten.grading.cases import submission  # noqa: E402
 from conftest import LESSONS, copy_course  # noqa: E402
 
 # The most seconds each instructor notebook may take on a fresh kernel (one core, bundled sample).
-NOTEBOOK_LIMITS = {"03-what-is-torch-nn": 45, "06-inside-a-cnn": 60}
+NOTEBOOK_LIMITS = {"03-what-is-torch-nn": 45, "05-cnns": 60, "06-inside-a-cnn": 60, "07-build-your-own-framework": 60}
 DEFAULT_NOTEBOOK_LIMIT = 30
 AUTOGRADE_LIMIT = 20  # seconds per submission
+FIGURES = ["cnn_speed", "autograd_speed", "binder_figures"]  # modules of benchmarks/ with measure()
+
+
+def figure_rows() -> tuple[dict, list[str]]:
+    """Every FIGURES module's rows, printed; returns them by module and what missed its limit."""
+    import importlib
+
+    found, over = {}, []
+    for name in FIGURES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        found[name] = rows = module.measure()
+        for row in rows:
+            limit, better = row.get("limit"), row.get("better", "lower")
+            word = "limit" if better == "lower" else "target"
+            bound = "" if limit is None else f"   ({word} {limit:g} {row['unit']})"
+            print(f"{row['what']:<58} {row['value']:>10.4g} {row['unit']}{bound}")
+            missed = limit is not None and (row["value"] > limit if better == "lower" else row["value"] < limit)
+            if missed:
+                over.append(f"{row['what']}: {row['value']:.4g} {row['unit']} (limit {limit:g})")
+    return found, over
 
 
 def notebook_seconds(path: Path) -> float:
@@ -139,6 +170,10 @@ def main() -> int:
         fastest = min(timings.values())
         for name, seconds in timings.items():
             print(f"{group + ': ' + name:<58} {seconds * 1e6:>9.1f} µs {seconds / fastest:>8.1f}x")
+    results["figures"], missed = figure_rows()
+    over += missed
+    results["grading_scale"] = grading_scale(20)
+    over += grading_report(results["grading_scale"])
     out = ROOT / "benchmarks" / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -38,6 +39,20 @@ def test_folder_layouts(tmp_path):
     assert [(s.student, s.assignment) for s in found.submissions] == [
         ("alice", NB), ("bob", NB), ("bob", "05-cnns")]
     assert len(found.problems) == 1 and "Untitled.ipynb" in found.problems[0]
+
+
+def test_a_notebook_under_another_name_is_matched_by_its_cell_ids(tmp_path):
+    cells = [{"cell_type": "code", "source": "", "metadata": {"nbgrader": {"grade_id": g}}} for g in ("a", "b", "c")]
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "Untitled (final).ipynb").write_text(json.dumps({"cells": cells[:2]}))
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / "notes.ipynb").write_text(json.dumps({"cells": cells[2:]}))  # a third of either
+    (tmp_path / "bob" / "broken.ipynb").write_text("{ not json")
+    ids = {NB: {"a", "b", "c"}, "05-cnns": {"c", "x", "y"}}
+    collected = collect(tmp_path, LESSONS, ids)
+    found = [(s.student, s.assignment, s.renamed) for s in collected.submissions]
+    assert found == [("alice", NB, "Untitled (final).ipynb")]
+    assert len(collected.problems) == 2 and all("not those of one lesson" in p for p in collected.problems)
 
 
 def test_lms_names_and_resubmissions(tmp_path):

@@ -6,6 +6,9 @@
    names, each failure showing the message it names (a wrong corr2d costs only corr2d's tests:
    the later checks put a reference corr2d in place);
 4. every alternative-correct answer gets every point;
+(3 and 4 through the real nbgrader in packs: mutants that touch different cells and fail different
+tests share one submission, which must fail exactly the union of their tests, so a mistake is shown
+to be penalised once across exercises too; test_checks.py proves every fixture alone, in-process;)
 5. grading the same submission twice gives the same scores;
 and the collection side: LMS zips, broken notebooks and stray files never stop the batch.
 """
@@ -23,7 +26,7 @@ import nbformat
 import pytest
 
 from handwritten.grading import Course
-from handwritten.grading.cases import graded_tests, submission, write_submissions
+from handwritten.grading.cases import Case, graded_tests, load_cases, pack, submission, write_submissions
 
 from conftest import LESSONS, copy_course
 
@@ -57,9 +60,9 @@ def outputs_by_test(nb) -> dict[str, str]:
 
 
 def grade_every_case(base: Path, lesson: str) -> dict:
-    """Every case of one lesson, graded once, split over WORKERS course copies."""
+    """Every case of one lesson, graded once in packs, split over WORKERS course copies."""
     courses = [Course(copy_course(base / f"course{i}")) for i in range(WORKERS)]
-    cases = write_submissions(courses[0], lesson, base / "all")
+    cases = write_submissions(courses[0], lesson, base / "all", packed=True)
     students = sorted(cases)
     shares = []
     for i in range(WORKERS):
@@ -76,7 +79,9 @@ def grade_every_case(base: Path, lesson: str) -> dict:
         rows.update(part)
         where.update({student: courses[i] for student in part})
     assert sorted(rows) == students
-    return {"rows": rows, "cases": cases, "course": where, "tests": graded_tests(courses[0], lesson), "base": base}
+    packs = {f"{case.kind}-{case.name}": student for student, group in cases.items() for case in group}
+    return {"rows": rows, "cases": cases, "packs": packs, "course": where, "base": base,
+            "tests": graded_tests(courses[0], lesson)}
 
 
 @pytest.fixture(scope="module")
@@ -113,52 +118,67 @@ def test_blank_student_notebook_gets_zero_and_fails_only_with_not_implemented(gr
 
 
 def _cases(kind):
-    from handwritten.grading.cases import load_cases
-
     from conftest import ROOT
 
     return [pytest.param(lesson, f"{c.kind}-{c.name}", id=f"{lesson}:{c.kind}-{c.name}")
             for lesson in LESSONS for c in load_cases(Course(ROOT), lesson) if c.kind == kind]
 
 
-@pytest.mark.parametrize("lesson,student", _cases("mutant"))
-def test_mutant_loses_exactly_its_tests(graded, lesson, student):
+@pytest.mark.parametrize("lesson,case_id", _cases("mutant"))
+def test_mutant_loses_exactly_its_tests(graded, lesson, case_id):
     run = graded(lesson)
-    case, row, tests = run["cases"][student], run["rows"][student], run["tests"]
+    student = run["packs"][case_id]
+    group, row, tests = run["cases"][student], run["rows"][student], run["tests"]
+    case = next(c for c in group if f"{c.kind}-{c.name}" == case_id)
     assert row["status"] == "graded", row["status"]
     lost = {t for t in tests if float(row[t]) != tests[t]}
-    assert lost == set(case.fails), f"{case.name} ({case.why})"
+    expected = {t for member in group for t in member.fails}
+    assert lost == expected, f"{student} = {[c.name for c in group]}: {case.name} ({case.why})"
     assert all(float(row[t]) == 0 for t in lost)
-    assert float(row["score"]) == sum(tests.values()) - sum(tests[t] for t in case.fails)
+    assert float(row["score"]) == sum(tests.values()) - sum(tests[t] for t in expected)
     outputs = outputs_by_test(autograded(run["course"][student], student, lesson))
     for test in case.fails:
         assert outputs[test].startswith("AssertionError"), outputs[test]
         assert case.expected_message(test) in outputs[test], outputs[test]
 
 
-@pytest.mark.parametrize("lesson,student", _cases("alternative"))
-def test_alternative_gets_every_point(graded, lesson, student):
+@pytest.mark.parametrize("lesson,case_id", _cases("alternative"))
+def test_alternative_gets_every_point(graded, lesson, case_id):
     run = graded(lesson)
-    row = run["rows"][student]
+    row = run["rows"][run["packs"][case_id]]
     assert row["status"] == "graded"
     assert float(row["score"]) == float(row["max_score"]) == sum(run["tests"].values())
 
 
+def test_packs_keep_apart_what_would_collide():
+    a = Case("mutant", "a", "", {"corr2d": "x"}, ("t1",))
+    b = Case("mutant", "b", "", {"pool2d": "y"}, ("t2",))
+    same_cell = Case("mutant", "c", "", {"corr2d": "z"}, ("t3",))
+    same_test = Case("mutant", "d", "", {"conv": "w"}, ("t2",))
+    assert [[c.name for c in g] for g in pack([a, b, same_cell, same_test])] == [["a", "b"], ["c", "d"]]
+
+
 def test_feedback_shows_failures_but_not_hidden_tests(graded):
-    student = "mutant-flipped-kernel"
-    html = Path(graded(CONV)["rows"][student]["feedback"]).read_text()
+    run = graded(CONV)
+    html = Path(run["rows"][run["packs"]["mutant-flipped-kernel"]]["feedback"]).read_text()
     assert "not cross-correlation" in html            # the student learns what is wrong
     assert "corr2d_hidden(corr2d, seed" not in html   # but not the hidden test code
     assert "BEGIN HIDDEN TESTS" not in html
 
 
+def before_score(run) -> str:
+    return run["rows"]["instructor"]["score"]
+
+
 def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
     """A Canvas-style zip: regrades two earlier submissions (same scores), survives a broken
     notebook, a notebook whose cells were split (duplicate nbgrader ids) and whose widget state is
-    broken, a kernel that dies, and stray files; the newest resubmission wins."""
+    broken, a kernel that dies, a notebook saved under another name, and stray files; the newest
+    resubmission wins."""
     course = Course(copy_course(tmp_path / "course"))
     run = graded(CONV)
     all_dir = run["base"] / "all"
+    flipped = next(c for c in load_cases(course, CONV) if c.name == "flipped-kernel")
     archive = tmp_path / "submissions.zip"
     duplicated = submission(course, CONV)
     test_cell = next(c for c in duplicated.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
@@ -170,18 +190,22 @@ def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(all_dir / "blank" / f"{CONV}.ipynb", f"alice_123_455_{CONV}.ipynb")  # superseded
         zf.write(all_dir / "instructor" / f"{CONV}.ipynb", f"alice_123_456_{CONV}-1.ipynb")
-        zf.write(all_dir / "mutant-flipped-kernel" / f"{CONV}.ipynb", f"bob_LATE_124_457_{CONV}.ipynb")
+        zf.writestr(f"bob_LATE_124_457_{CONV}.ipynb", nbformat.writes(submission(course, CONV, flipped.cells)))
         zf.writestr(f"carol_125_458_{CONV}.ipynb", "{ this is not json")
         zf.writestr(f"dave_126_459_{CONV}.ipynb", nbformat.writes(duplicated))
         zf.writestr(f"erin_127_460_{CONV}.ipynb", nbformat.writes(dying))
         zf.writestr("frank_128_461_notes.txt", "not a notebook")
         zf.writestr("frank_128_462_homework.ipynb", "{}")               # not named after a lesson
+        zf.write(all_dir / "instructor" / f"{CONV}.ipynb", "grace_129_463_Untitled.ipynb")  # ...but its cells are
     rows = run_grade(course, archive, tmp_path / "grades.csv")
-    assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin"]
-    for student, earlier in [("alice", "instructor"), ("bob", "mutant-flipped-kernel")]:
-        before = run["rows"][earlier]
-        assert {k: rows[student][k] for k in run["tests"]} == {k: before[k] for k in run["tests"]}
-        assert rows[student]["score"] == before["score"]
+    assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin", "grace"]
+    assert rows["grace"]["score"] == before_score(run)
+    assert rows["grace"]["status"].endswith("'grace_129_463_Untitled.ipynb': matched to this lesson by its cell ids")
+    before = run["rows"]["instructor"]
+    assert {k: rows["alice"][k] for k in run["tests"]} == {k: before[k] for k in run["tests"]}
+    assert rows["alice"]["score"] == before["score"]
+    tests = run["tests"]
+    assert {t for t in tests if float(rows["bob"][t]) != tests[t]} == set(flipped.fails)
     assert rows["carol"]["status"].startswith("error: not a readable notebook")
     assert rows["dave"]["status"] == "graded; 1 duplicated cell id(s) ignored (split or copied cells)"
     assert rows["dave"]["feedback"]

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from handwritten.grading import Course
-from handwritten.grading.cases import graded_tests, load_cases, submission
+from handwritten.grading.cases import graded_tests, load_cases, solution_sources, submission
 
 from conftest import copy_course
 
@@ -145,3 +145,23 @@ def test_bad_worker_counts_are_refused_with_what_to_do(klass, tmp_path):
     done = subprocess.run(grade_cmd(klass["course"], klass["source"], tmp_path / "g.csv", "--workers", "0"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--workers" in done.stderr and "at least 1" in done.stderr
+
+
+def test_many_slow_cells_stop_at_the_notebooks_wall_time_limit(klass, tmp_path):
+    """Each cell stays under the per-cell limit, but together they would run on: the wall-time limit
+    cuts the notebook short, the row says so, and what ran before it keeps its points."""
+    course, source = klass["course"], tmp_path / "slow"
+    answers = solution_sources(course, CONV)
+    nap = "import time\ntime.sleep(12)\n"
+    slow = submission(course, CONV, {cell: nap + answers[cell] for cell in ("corr2d_multi_in", "corr2d_multi_in_out",
+                                                                            "corr2d_1x1", "pool2d")})
+    (source / "slowpoke").mkdir(parents=True)
+    nbformat.write(slow, source / "slowpoke" / f"{CONV}.ipynb")
+    done = subprocess.run(grade_cmd(course, source, tmp_path / "grades.csv", "--timeout", "120", "--wall-time", "30"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = rows_of(tmp_path / "grades.csv")["slowpoke"]
+    assert "wall-time limit (30 s)" in row["status"], row["status"]
+    tests = klass["tests"]
+    assert float(row["corr2d_test"]) == tests["corr2d_test"]  # ran long before the limit
+    assert float(row["pool2d_test"]) == 0                     # 4 x 12 s of naps: the last one was cut

@@ -1,10 +1,12 @@
 """``handwritten``: the course's command line.
 
     handwritten release [LESSON ...] [--check]    regenerate lessons/ from solutions/
-    handwritten grade SUBMISSIONS [--out CSV] [--workers N] [--force] [--sandbox MODE] [--timeout S] [--shard I/N]
+    handwritten grade SUBMISSIONS [--out CSV] [--workers N] [--force] [--sandbox MODE] [--timeout S]
+                                  [--wall-time S] [--shard I/N]
                                                   grade a folder or an LMS zip of notebooks
     handwritten data [--mode full] [--drop-archives]   get MNIST ready (Binder's postBuild uses it)
     handwritten doctor                            check this environment
+    handwritten demo [--port N] [--no-browser]    the instructor demo in Voilà (pretrained network, no training)
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def cmd_grade(args) -> int:
     out = Path(args.out) if args.out else course.root / "autograders" / "grades.csv"
     results, problems = grade(course, Path(args.submissions), out=out, assignments=args.lesson or None,
                               workers=args.workers, force=args.force, sandbox=args.sandbox, timeout=args.timeout,
-                              shard=args.shard)
+                              wall_time=args.wall_time, shard=args.shard)
     for problem in problems:
         print(problem if problem.startswith("WARNING") else f"skipped: {problem}")
     errors = [r for r in results if not r.status.startswith("graded")]
@@ -97,7 +99,40 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+DEMO = Path("demo") / "demo.ipynb"
+
+
+def demo_notebook(course: str | None = None) -> Path:
+    """The demo notebook of the course folder ``course``, else of the folder containing the current directory."""
+    start = Path(course or Path.cwd()).resolve()
+    for folder in (start,) if course else (start, *start.parents):
+        if (folder / DEMO).is_file():
+            return folder / DEMO
+    from .grading import CourseError
+
+    raise CourseError(f"no {DEMO} at or above {start}: run this from the course folder (a clone of the "
+                      "course's repository), or pass --course.")
+
+
+def demo_command(notebook: Path, port: int | None = None, browser: bool = True) -> list[str]:
+    """The Voilà command that serves ``notebook``: the page runs it on a fresh kernel and shows only the
+    widgets and text, no code."""
+    return [sys.executable, "-m", "voila", str(notebook), "--Voila.ip=127.0.0.1",
+            *([f"--Voila.port={port}"] if port else []), f"--Voila.open_browser={browser}",
+            "--VoilaConfiguration.show_tracebacks=True",
+            "--VoilaConfiguration.progressive_rendering=True"]  # each widget shows as soon as its cell has run
+
+
+def cmd_demo(args) -> int:
+    import os
+
+    command = demo_command(demo_notebook(args.course), args.port, browser=not args.no_browser)
+    print("handwritten demo: " + " ".join(command[2:]), flush=True)
+    os.execv(command[0], command)  # Voilà replaces this process: Ctrl-C stops it
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handwritten", description=__doc__.split("\n")[0])
     parser.add_argument("--course", help="the course folder (default: the one containing the current directory)")
     parser.add_argument("--db", help="the gradebook: sqlite:///path or postgresql://user:password@host/db "
@@ -123,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", type=_shard, metavar="I/N",
                    help="grade only shard I of N (0 <= I < N), e.g. one pod of a Kubernetes Indexed Job")
     p.add_argument("--timeout", type=_positive, help="seconds a cell may run (default: the course config's)")
+    p.add_argument("--wall-time", type=_positive, help="seconds a whole notebook may run (default: the course "
+                   "config's, 1800)")
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("data", help="get MNIST ready (default: download full MNIST into the cache)")
@@ -133,7 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check this environment")
     p.set_defaults(run=cmd_doctor)
 
-    args = parser.parse_args(argv)
+    p = sub.add_parser("demo", help="the instructor demo in Voilà: filters, feature maps, shifts, a classifier")
+    p.add_argument("--port", type=_positive, help="the port to serve on (default: Voilà's, 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(run=cmd_demo)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from .grading import CourseError
 
     try:

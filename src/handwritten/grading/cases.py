@@ -95,19 +95,47 @@ def graded_tests(course: Course, assignment: str) -> dict[str, float]:
             if _nbgrader(c).get("grade") and c.cell_type == "code"}
 
 
-def write_submissions(course: Course, assignment: str, folder: Path) -> dict[str, Case | None]:
-    """One sub-folder per case (plus "instructor" and "blank"), as ``handwritten grade`` reads them.
-    Returns student id -> case (None for the instructor's and the blank notebook)."""
-    made: dict[str, Case | None] = {}
+def pack(cases: list[Case]) -> list[list[Case]]:
+    """Cases of one kind grouped so that no two in a group replace the same cell or must fail the
+    same test (first fit, in file order). A mistake is penalised once, so a group's submission must
+    fail exactly the union of its members' tests: one kernel run proves several fixtures."""
+    groups: list[list[Case]] = []
+    for case in cases:
+        for group in groups:
+            if all(group[0].kind == case.kind and not set(other.cells) & set(case.cells)
+                   and not set(other.fails) & set(case.fails) for other in group):
+                group.append(case)
+                break
+        else:
+            groups.append([case])
+    return groups
 
-    def write(student, nb, case):
+
+def write_submissions(course: Course, assignment: str, folder: Path, *, packed: bool = False
+                      ) -> dict[str, list[Case]]:
+    """One sub-folder per case (plus "instructor" and "blank"), as ``handwritten grade`` reads them.
+    With ``packed``, one sub-folder per group of :func:`pack` (``mutants-1``, ``alternatives-1``, ...)
+    holding all its members' replacements. Returns student id -> its cases ([] for the instructor's
+    and the blank notebook)."""
+    made: dict[str, list[Case]] = {}
+
+    def write(student, nb, cases):
         target = Path(folder) / student / f"{assignment}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
-        made[student] = case
+        made[student] = cases
 
-    write("instructor", submission(course, assignment), None)
-    write("blank", submission(course, assignment, blank=True), None)
-    for case in load_cases(course, assignment):
-        write(f"{case.kind}-{case.name}", submission(course, assignment, case.cells), case)
+    write("instructor", submission(course, assignment), [])
+    write("blank", submission(course, assignment, blank=True), [])
+    cases = load_cases(course, assignment)
+    if not packed:
+        groups = {f"{case.kind}-{case.name}": [case] for case in cases}
+    else:
+        groups = {}
+        for kind in ("mutant", "alternative"):
+            for i, group in enumerate(pack([c for c in cases if c.kind == kind]), 1):
+                groups[f"{kind}s-{i}"] = group
+    for student, group in groups.items():
+        cells = {grade_id: code for case in group for grade_id, code in case.cells.items()}
+        write(student, submission(course, assignment, cells), group)
     return made

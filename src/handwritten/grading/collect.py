@@ -8,11 +8,14 @@ Two layouts are understood, in a folder or inside a zip:
   e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``.
 
 A trailing ``-1``, ``-2`` (a resubmission) or `` (1)`` (a browser's duplicate download) after the
-lesson name is accepted; of several copies, the highest number wins. Nothing in the source is changed.
+lesson name is accepted; of several copies, the highest number wins. A notebook named after no lesson
+(``Untitled.ipynb``, ``homework (final).ipynb``) is matched by its nbgrader cell ids when they are
+those of one lesson, and reported otherwise. Nothing in the source is changed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import zipfile
@@ -31,6 +34,7 @@ class Submission:
     assignment: str
     path: Path
     copy: int = 0  # resubmission number
+    renamed: str = ""  # the file's name, when it was matched to its lesson by cell ids instead
 
 
 @dataclass
@@ -59,6 +63,20 @@ def _lesson_of(stem: str, assignments: list[str]) -> tuple[str, int] | None:
     return None
 
 
+def _lesson_by_cells(path: Path, cell_ids: dict[str, set[str]]) -> str | None:
+    """The lesson whose nbgrader cell ids the notebook holds: most of them, and more than of any other."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        found = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells if isinstance(c, dict)}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    share = {lesson: len(found & ids) / len(ids) for lesson, ids in cell_ids.items() if ids}
+    ranked = sorted(share, key=share.get, reverse=True)
+    if ranked and share[ranked[0]] >= 0.5 and (len(ranked) == 1 or share[ranked[1]] < share[ranked[0]]):
+        return ranked[0]
+    return None
+
+
 def extract_zip(archive: Path, into: Path) -> None:
     """Extract an LMS zip, refusing entries that would land outside ``into``."""
     try:
@@ -72,8 +90,9 @@ def extract_zip(archive: Path, into: Path) -> None:
         raise CourseError(f"{archive} is not a readable zip file ({error}).") from None
 
 
-def collect(source: Path, assignments: list[str]) -> Collected:
-    """Every notebook under ``source`` (a folder or a .zip), attributed to a student and a lesson."""
+def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] | None = None) -> Collected:
+    """Every notebook under ``source`` (a folder or a .zip), attributed to a student and a lesson
+    (by its name, else by ``cell_ids``: each lesson's nbgrader cell ids)."""
     source = Path(source)
     collected = Collected()
     if source.is_file() and source.suffix.lower() == ".zip":
@@ -90,9 +109,12 @@ def collect(source: Path, assignments: list[str]) -> Collected:
         relative = path.relative_to(root)
         if SKIP & set(relative.parts):
             continue
-        found = _lesson_of(path.stem, assignments)
+        found, renamed = _lesson_of(path.stem, assignments), ""
+        if found is None and (matched := _lesson_by_cells(path, cell_ids or {})):
+            found, renamed = (matched, 0), path.name
         if found is None:
-            collected.problems.append(f"{relative}: not named after any lesson ({', '.join(assignments)})")
+            collected.problems.append(f"{relative}: not named after any lesson ({', '.join(assignments)}), "
+                                      f"and its cells are not those of one lesson")
             continue
         assignment, copy = found
         if len(relative.parts) > 1:
@@ -103,7 +125,7 @@ def collect(source: Path, assignments: list[str]) -> Collected:
                 collected.problems.append(f"{relative}: a notebook at the top level must be named "
                                           f"<student>_..._<lesson>.ipynb")
                 continue
-        submission = Submission(safe_id(student), assignment, path, copy)
+        submission = Submission(safe_id(student), assignment, path, copy, renamed)
         key = (submission.student, assignment)
         if key in best:
             kept, dropped = sorted([best[key], submission], key=lambda s: (s.copy, s.path.name), reverse=True)

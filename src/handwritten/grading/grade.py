@@ -36,7 +36,7 @@ from .integrity import scan
 from .records import Result
 from .release import release
 from .report import write_item_analysis
-from .sandbox import CUT, EXITS, OUT_OF_MEMORY, Sandbox, resolve
+from .sandbox import CUT, EXITS, OUT_OF_MEMORY, PAST_WALL, Sandbox, resolve
 
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
 INCIDENTS = {  # errors in a graded notebook that an instructor should read about in its row
@@ -208,6 +208,13 @@ def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "
         result.status = f"graded; {duplicates} duplicated cell id(s) ignored (split or copied cells)"
     for incident in incidents(course, submission):
         result.status += f"; {incident}"
+    if submission.renamed:
+        result.status += f"; the file was named {submission.renamed!r}: matched to this lesson by its cell ids"
+    workdir = str((course.path("autograded") / submission.student / submission.assignment).resolve())
+    if workdir in PAST_WALL:
+        PAST_WALL.discard(workdir)
+        limit = Sandbox(config=api.config).wall_seconds
+        result.status += f"; the notebook reached its wall-time limit ({limit} s): the cell then running was cut"
     feedback = api.generate_feedback(submission.assignment, submission.student, force=True)
     html = (course.path("feedback") / submission.student / submission.assignment
             / f"{submission.assignment}.html")
@@ -317,20 +324,34 @@ def _released(course: Course, assignments: set[str]) -> None:
                                   f"once against it before starting the shards.") from None
 
 
+def _cell_ids(course: Course) -> dict[str, set[str]]:
+    """Each released lesson's nbgrader cell ids, to recognise a notebook saved under another name."""
+    found = {}
+    for assignment in course.assignments():
+        try:
+            cells = json.loads((course.path("release") / assignment / f"{assignment}.ipynb").read_text())["cells"]
+        except (OSError, ValueError, KeyError):
+            continue
+        found[assignment] = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells} - {None}
+    return found
+
+
 def grade(course: Course, source: Path, *, out: Path | None = None, assignments: list[str] | None = None,
           progress: bool = True, workers: int | None = None, force: bool = False, sandbox: str = "auto",
-          timeout: int | None = None, shard: tuple[int, int] | None = None) -> tuple[list[Result], list[str]]:
+          timeout: int | None = None, wall_time: int | None = None, shard: tuple[int, int] | None = None
+          ) -> tuple[list[Result], list[str]]:
     """Grade every submission in ``source`` (those of ``shard`` (i, n) only, if given); return the
     results and the files that were skipped. Submissions recorded as graded (same file, byte for
     byte) are not graded again unless ``force``."""
-    collected = collect(Path(source), course.assignments())
+    collected = collect(Path(source), course.assignments(), _cell_ids(course))
     submissions = [s for s in collected.submissions
                    if (not assignments or s.assignment in assignments) and in_shard(s.student, shard)]
     problems = list(collected.problems)
     mode, warning = resolve(sandbox)
     if warning:
         problems.append(f"WARNING: {warning}")
-    overrides = {"Sandbox": {"mode": mode}} | ({"Execute": {"timeout": timeout}} if timeout else {})
+    overrides = ({"Sandbox": {"mode": mode} | ({"wall_seconds": wall_time} if wall_time else {})}
+                 | ({"Execute": {"timeout": timeout}} if timeout else {}))
     # nbgrader's gradebook trips SQLAlchemy's autoflush warnings on every new submission: noise.
     warnings.filterwarnings("ignore", message=".*not in session.*")
     log = course.root / "autograders" / "grading.log"

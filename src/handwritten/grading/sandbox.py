@@ -19,6 +19,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .limits import pids_cgroup_root
 
 GB = 1024**3
 OUT_OF_MEMORY: set[str] = set()  # working folders whose kernel died after a MemoryError
+PAST_WALL: set[str] = set()  # working folders whose notebook reached the wall-time limit
 EXITS: dict[str, tuple[int, str]] = {}  # working folder -> how its last kernel ended: (status, stderr's end)
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
             "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
@@ -52,6 +54,9 @@ class Sandbox(LoggingConfigurable):
     cpu_seconds = Integer(900, help="CPU seconds a kernel may use in all").tag(config=True)
     max_pids = Integer(256, help="processes and threads a kernel may run at once").tag(config=True)
     max_file_size = Integer(GB, help="bytes of any one file a kernel writes").tag(config=True)
+    wall_seconds = Integer(1800, help=(
+        "seconds a whole notebook may run: the cell running then is interrupted, later cells get a second "
+        "each (a per-cell limit alone lets many slow cells add up)")).tag(config=True)
     data_dir = Unicode(help="a folder the kernel may read (full MNIST's cache)").tag(config=True)
 
 
@@ -237,7 +242,21 @@ class SandboxedExecute(Execute):
 
     async def async_start_new_kernel(self, **kwargs):
         self._code_cells_run, self._memory_error = 0, False
+        self._deadline = time.monotonic() + Sandbox(parent=self).wall_seconds
         await super().async_start_new_kernel(**kwargs)
+
+    def _get_timeout(self, cell):
+        """The per-cell limit, or less when the notebook's wall-time limit comes sooner."""
+        timeout = super()._get_timeout(cell)
+        left = getattr(self, "_deadline", float("inf")) - time.monotonic()
+        if cell is not None and (timeout is None or left < timeout):
+            return max(1, int(left))
+        return timeout
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        if time.monotonic() >= getattr(self, "_deadline", float("inf")) - 1 and self.km is not None:
+            PAST_WALL.add(self.km._workdir)  # interrupted by the notebook's limit, not the cell's: say so
+        return await super()._async_handle_timeout(timeout, cell)
 
     async def _quietly(self, code: str) -> None:
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
