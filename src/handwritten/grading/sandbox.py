@@ -41,7 +41,16 @@ EXITS: dict[str, tuple[int, str]] = {}  # working folder -> how its last kernel 
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
             "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
             "bubblewrap) and grade again.")
-PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "PYTHONHASHSEED")
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "MPLBACKEND", "PYTHONHASHSEED")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env() -> dict[str, str]:
+    """One thread per graded kernel unless told otherwise: kernels already run side by side, one per
+    worker, and NumPy's BLAS on every core of a busy machine ran a lesson's training 20x slower. It must be
+    set before NumPy loads, which the kernel guard does before any cell."""
+    wanted = os.environ.get("HANDWRITTEN_THREADS", "1")
+    return {name: os.environ.get(name, wanted) for name in THREAD_ENV}
 
 
 class Sandbox(LoggingConfigurable):
@@ -121,7 +130,7 @@ def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "") -> list[str]:
         args += ["--ro-bind", str(path), str(path)]
     if data_dir and Path(data_dir).is_dir():
         args += ["--ro-bind", data_dir, data_dir, "--setenv", "HANDWRITTEN_DATA_DIR", data_dir]
-    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ} | thread_env()
     env.update({k: v for k, v in os.environ.items() if k.startswith("HANDWRITTEN_") and k != "HANDWRITTEN_DATA_DIR"})
     # JPY_PARENT_PID=1: the grader's pid means nothing in the sandbox's pid namespace, and
     # --die-with-parent already ends the kernel with its grader.
@@ -169,6 +178,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._workdir = str(Path(kw.get("cwd") or os.getcwd()).resolve())
         # the kernel's stderr, kept to say why it died (the grader's own stderr is the log)
         kw["stderr"] = open(self._rundir / "stderr", "wb")
+        kw["env"] = {**(kw.get("env") or os.environ), **thread_env()}
         if mode != "off":
             name = f"kernel-{os.getpid()}-{id(self)}"
             prefix = limits_args(sandbox, name)
