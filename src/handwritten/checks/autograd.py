@@ -1,0 +1,959 @@
+"""Checks for lesson 07, build your own framework: a ``Tensor`` on NumPy arrays with
+``backward()``, ``unbroadcast``, the ops ``add``, ``mul``, ``matmul``, ``relu``, ``sum_all``,
+``mean``, ``reshape``, ``log_softmax`` and ``cross_entropy``, then ``Module.zero_grad``,
+``Linear``, ``SGD`` and ``fit``.
+
+The oracle is ``torch.autograd`` in float64. A mistake is penalised once: every check runs the
+student's function with this module's reference engine in place (``Tensor``, ``tensor``,
+``unbroadcast`` and every op), so an op is tested with the reference ``backward()`` and
+``backward()`` is tested on nodes whose gradient functions are written out by hand, with no op
+at all. The training check trains a reference network with the student's ``fit`` and the
+reference loss and optimiser.
+
+The reference engine below is also a complete, small engine: ``numerical_gradient`` checks
+any of its gradients by central differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._core import fail, passed, references_in_place
+
+# Captured at import, before any student code runs (as in _core), so that a notebook which
+# reassigns ``np.allclose`` does not change what the checks see.
+_np_allclose = np.allclose
+
+# ---------------------------------------------------------------- the reference engine
+
+
+class Tensor:
+    """A NumPy array that remembers how it was computed (the lesson's class, with backward)."""
+
+    def __init__(self, data, parents=(), grad_fn=None):
+        self.data = np.asarray(data, dtype=np.float64)
+        self.grad = np.zeros_like(self.data)
+        self.parents = tuple(parents)
+        self.grad_fn = grad_fn
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def item(self):
+        return float(self.data)
+
+    def __repr__(self):
+        return f"Tensor({self.data!r})"
+
+    def backward(self):
+        backprop(self, np.ones_like(self.data))
+
+
+def tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _topological_order(root):
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in getattr(node, "parents", ()))
+    return order
+
+
+def backprop(root, grad, what="this op"):
+    """The reference backward(): seed ``root.grad`` with ``grad``, then call every grad_fn once, in
+    reverse topological order, adding each returned gradient to its parent's. Every returned
+    gradient is checked (how many, their shapes, finite) and a bad one fails naming ``what``."""
+    root.grad = np.array(grad, dtype=np.float64)
+    for node in reversed(_topological_order(root)):
+        if node.grad_fn is None:
+            continue
+        grads = node.grad_fn(node.grad)
+        if not isinstance(grads, tuple | list) or len(grads) != len(node.parents):
+            fail(f"{what}: its grad_fn must return a tuple with one gradient per parent "
+                 f"({len(node.parents)}), got {type(grads).__name__}"
+                 + (f" of length {len(grads)}" if isinstance(grads, tuple | list) else "")
+                 + ". A single gradient is written (g,) with a comma.")
+        for i, (parent, g) in enumerate(zip(node.parents, grads)):
+            g = np.asarray(g, dtype=np.float64)
+            if g.shape != parent.shape:
+                fail(f"{what}: the gradient for parent {i} has shape {g.shape}, but that parent has shape "
+                     f"{parent.shape}. A gradient always has the shape of what it is the gradient of"
+                     + (": sum it over the broadcast axes with unbroadcast(g, shape)."
+                        if g.size > int(np.prod(parent.shape)) else
+                        ": is it transposed, or multiplied on the wrong side?" if g.shape == parent.shape[::-1]
+                        else "."))
+            if not np.isfinite(g).all():
+                fail(f"{what}: a gradient contains inf or nan (an overflow?).")
+            parent.grad = np.asarray(parent.grad + g)
+
+
+def ref_unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added to or stretched in ``shape``."""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis=axis, keepdims=True)
+    return grad
+
+
+def ref_add(a, b):
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data + b.data, (a, b), lambda g: (ref_unbroadcast(g, a.shape), ref_unbroadcast(g, b.shape)))
+
+
+def ref_mul(a, b):
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data * b.data, (a, b),
+                  lambda g: (ref_unbroadcast(g * b.data, a.shape), ref_unbroadcast(g * a.data, b.shape)))
+
+
+def ref_matmul(a, b):
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data @ b.data, (a, b), lambda g: (g @ b.data.T, a.data.T @ g))
+
+
+def ref_relu(a):
+    mask = a.data > 0
+    return Tensor(a.data * mask, (a,), lambda g: (g * mask,))
+
+
+def ref_sum_all(a):
+    return Tensor(a.data.sum(), (a,), lambda g: (np.broadcast_to(g, a.shape),))
+
+
+def ref_mean(a):
+    n = a.data.size
+    return Tensor(a.data.mean(), (a,), lambda g: (np.broadcast_to(g / n, a.shape),))
+
+
+def ref_reshape(a, shape):
+    return Tensor(a.data.reshape(shape), (a,), lambda g: (g.reshape(a.shape),))
+
+
+def _log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def ref_log_softmax(a):
+    out = _log_softmax(a.data)
+    return Tensor(out, (a,), lambda g: (g - np.exp(out) * g.sum(axis=-1, keepdims=True),))
+
+
+def ref_cross_entropy(logits, targets):
+    targets = np.asarray(targets)
+    rows = np.arange(len(targets))
+    logp = _log_softmax(logits.data)
+
+    def grad_fn(g):
+        d = np.exp(logp)
+        d[rows, targets] -= 1
+        return (g * d / len(targets),)
+
+    return Tensor(-logp[rows, targets].mean(), (logits,), grad_fn)
+
+
+Tensor.__add__ = Tensor.__radd__ = ref_add
+Tensor.__mul__ = Tensor.__rmul__ = ref_mul
+Tensor.__matmul__ = ref_matmul
+Tensor.relu, Tensor.sum, Tensor.mean, Tensor.reshape = ref_relu, ref_sum_all, ref_mean, ref_reshape
+
+
+class Module:
+    def parameters(self):
+        params = []
+        for value in vars(self).values():
+            items = value if isinstance(value, list | tuple) else [value]
+            for item in items:
+                if isinstance(item, Tensor):
+                    params.append(item)
+                elif hasattr(item, "parameters") and callable(item.parameters):
+                    params += item.parameters()
+        return params
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = np.zeros_like(p.data)
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+
+class Linear(Module):
+    def __init__(self, n_in, n_out):
+        bound = 1 / math.sqrt(n_in)
+        self.weight = Tensor(np.random.uniform(-bound, bound, (n_in, n_out)))
+        self.bias = Tensor(np.random.uniform(-bound, bound, n_out))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+class MLP(Module):
+    def __init__(self, n_hidden=64):
+        self.layers = [Linear(784, n_hidden), Linear(n_hidden, 10)]
+
+    def forward(self, x):
+        return self.layers[1](ref_relu(self.layers[0](x)))
+
+
+class SGD:
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self):
+        for p in self.params:
+            p.data -= self.lr * p.grad
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = np.zeros_like(p.data)
+
+
+OPS = ("add", "mul", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy")
+
+
+def references(*but):
+    """Every name of the reference engine, to put in place while one student function runs."""
+    names = {"Tensor": Tensor, "tensor": tensor, "unbroadcast": ref_unbroadcast, "Module": Module,
+             "Linear": Linear, "SGD": SGD, **{name: globals()["ref_" + name] for name in OPS}}
+    return {k: v for k, v in names.items() if k not in but}
+
+
+def numerical_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d f(x) / dx by central differences, one element of ``x`` at a time (``f`` returns a number)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _close(got, expected, rtol=1e-6, atol=1e-8):
+    got = np.asarray(got, dtype=np.float64)
+    return got.shape == np.shape(expected) and bool(_np_allclose(got, expected, rtol=rtol, atol=atol))
+
+
+def _describe(args):
+    return " and ".join(f"a {np.shape(a)} Tensor" if isinstance(a, np.ndarray) else f"the number {a:g}"
+                        for a in args)
+
+
+def _torch_op(torch_fn, args, extra):
+    """Forward value and leaf gradients of ``torch_fn`` in float64 (numbers stay constants)."""
+
+    def run(upstream=None):
+        leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args if isinstance(a, np.ndarray)]
+        it = iter(leaves)
+        out = torch_fn(*[next(it) if isinstance(a, np.ndarray) else a for a in args], *extra)
+        up = torch.ones_like(out) if upstream is None else torch.tensor(upstream, dtype=torch.float64)
+        grads = torch.autograd.grad(out, leaves, up, allow_unused=True)
+        return out.detach().numpy(), [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)]
+
+    return run
+
+
+def check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse=False, seed=0):
+    """Call ``fn`` on reference Tensors made from the arrays in ``args`` (numbers are passed as they
+    are; with ``reuse`` the one Tensor is passed twice), and compare its forward value and, through
+    the reference backward(), its gradients with PyTorch's.
+
+    ``mistakes`` are ``(description, test)`` pairs; ``test(i, got, want, leaves, upstream)`` is
+    true when input i's gradient matches a known mistake, whose description becomes the message."""
+    where = f"{name} for {case or _describe(args)}"
+    args = [np.array(a, dtype=np.float64) if isinstance(a, np.ndarray) else a for a in args]
+    leaves = [Tensor(a.copy()) for a in args if isinstance(a, np.ndarray)]
+    it = iter(leaves)
+    call_args = [leaves[0], leaves[0]] if reuse else [next(it) if isinstance(a, np.ndarray) else a for a in args]
+    t_args = [args[0], args[0]] if reuse else args
+    if reuse:
+        reused = args[0]
+        torch_fn_r = torch_fn
+        torch_fn = lambda t, *rest: torch_fn_r(t, t, *rest)  # noqa: E731
+        t_args = [reused]
+    with references_in_place(fn, **references(name)):
+        out = fn(*call_args, *extra)
+        if not isinstance(out, Tensor):
+            fail(f"{where}: return a Tensor (Tensor(data, parents, grad_fn)), not {type(out).__name__}.")
+        expected, _ = _torch_op(torch_fn, t_args, extra)()
+        value = out.data
+        if value.shape != expected.shape:
+            fail(f"{where}: the output has shape {value.shape}, expected {expected.shape}.")
+        if not np.isfinite(value).all():
+            fail(f"{where}: the output contains inf or nan: does something overflow?")
+        if not _close(value, expected):
+            fail(f"{where}: wrong forward value.\nexpected:\n{expected}\ngot:\n{value}")
+        if out.grad_fn is None:
+            fail(f"{where}: the output has no grad_fn, so no gradient can flow back through it.")
+        if not all(_reaches(out, leaf) for leaf in leaves):
+            fail(f"{where}: the output's parents must be the Tensors it was computed from, "
+                 f"or backward() cannot reach them: Tensor(data, (a, b), grad_fn).")
+        upstream = _rng(seed).standard_normal(value.shape)
+        _, wanted = _torch_op(torch_fn, t_args, extra)(upstream)
+        backprop(out, upstream, what=where)
+    for i, (leaf, want) in enumerate(zip(leaves, wanted)):
+        got, want = leaf.grad, want.numpy()
+        if not _close(got, want):
+            for description, test in mistakes:
+                if test(i, got, want, leaves, upstream):
+                    fail(f"{where}: {description}")
+            label = "the input" if len(leaves) == 1 else f"input {i} (shape {leaf.shape})"
+            fail(f"{where}: wrong gradient for {label}.\nexpected (torch.autograd):\n{want}\ngot:\n{got}")
+
+
+def _reaches(root, leaf):
+    return any(node is leaf for node in _topological_order(root))
+
+
+# ---------------------------------------------------------------- backward()
+
+
+def _node(cls, data, parents=(), grad_fn=None, log=None, name=""):
+    """A node of the student's Tensor class whose grad_fn, if any, records when it is called."""
+    if grad_fn is None:
+        return cls(np.asarray(data, dtype=np.float64))
+    node = None
+
+    def recorded(g):
+        if log is not None:
+            log.append(name)
+        return grad_fn(g)
+
+    node = cls(np.asarray(data, dtype=np.float64), tuple(parents), recorded)
+    return node
+
+
+def _scale(x, c):
+    """y = c * x, as a hand-made node (no op needed)."""
+    return lambda g: (c * g,)
+
+
+def _hand_graph(cls, rng, shape=(2, 3)):
+    """The lesson's graph. a is used twice, and the path a -> b -> c -> d is longer than a -> d,
+    so a's gradient is complete only after b has passed its part back:
+
+        a = 3x,   b = 2a,   c = b * b,   d = c + 3a   (elementwise),   loss = sum(d)
+
+    d loss / dx = 3 (8a + 3)."""
+    log = []
+    x0 = rng.standard_normal(shape)
+    a0 = 3 * x0
+    x = _node(cls, x0)
+    a = _node(cls, a0, (x,), lambda g: (3 * g,), log, "a")
+    b = _node(cls, 2 * a0, (a,), lambda g: (2 * g,), log, "b")
+    c = _node(cls, (2 * a0) ** 2, (b,), lambda g: (2 * (2 * a0) * g,), log, "c")
+    d = _node(cls, (2 * a0) ** 2 + 3 * a0, (c, a), lambda g: (g, 3 * g), log, "d")
+    loss = _node(cls, d.data.sum(), (d,), lambda g: (np.broadcast_to(g, shape),), log, "loss")
+    return x, loss, log, 3 * (8 * a0 + 3), (3 * 8 * a0, 3 * 3 * np.ones(shape))
+
+
+def _check_backward_graph(cls, rng, case, shape=(2, 3)):
+    x, loss, log, expected, partial = _hand_graph(cls, rng, shape)
+    loss.backward()
+    if np.shape(loss.grad) != () or not _np_allclose(loss.grad, 1):
+        fail(f"backward() for {case}: after loss.backward(), loss.grad should be 1 (d loss / d loss), "
+             f"got {loss.grad!r}.")
+    order = ["loss", "d", "c", "b", "a"]
+    counts = {name: log.count(name) for name in order}
+    if any(n > 1 for n in counts.values()):
+        fail(f"backward() for {case}: a node's grad_fn was called more than once ({counts}): visit every "
+             f"node once, in topological order, instead of recursing along every path.")
+    if any(n == 0 for n in counts.values()):
+        fail(f"backward() for {case}: some nodes' grad_fn were never called ({counts}).")
+    if log != order:
+        fail(f"backward() for {case}: the grad_fn were called in the order {log}, but a node's gradient is "
+             f"complete only when every node that uses it has passed its part back: go through the nodes in "
+             f"reverse topological order (here {order}).")
+    if not _close(x.grad, expected):
+        if any(_close(x.grad, p) for p in partial):
+            fail(f"backward() for {case}: a is used twice (by b and by d), and its gradient holds only one of "
+                 f"the two contributions: add each gradient to parent.grad (+=) instead of replacing it.")
+        fail(f"backward() for {case}: wrong gradient for x.\nexpected:\n{expected}\ngot:\n{x.grad}")
+
+
+def _check_accumulates(cls, rng, case):
+    x0 = rng.standard_normal(3)
+    x = _node(cls, x0)
+    for _ in range(2):
+        y = _node(cls, (x0 ** 2).sum(), (x,), lambda g: (2 * x0 * g,))
+        y.backward()
+    if not _close(x.grad, 4 * x0):
+        if _close(x.grad, 2 * x0):
+            fail(f"backward() for {case}: after two backward passes through x, x.grad should hold the sum of "
+                 f"both gradients, as in PyTorch (that is why we zero gradients before each step): add to "
+                 f"parent.grad (+=) instead of replacing it.")
+        fail(f"backward() for {case}: after two backward passes, x.grad should be 2 * (2x) = {4 * x0}, "
+             f"got {x.grad}.")
+
+
+def backward(cls):
+    """Visible check: the lesson's hand-made graph, and two backward passes into one leaf."""
+    if not isinstance(cls, type):
+        fail("pass the class itself: check.backward(Tensor).")
+    rng = _rng(7)
+    _check_backward_graph(cls, rng, "the graph a = 3x, b = 2a, c = b*b, d = c + 3a, loss = sum(d)")
+    _check_accumulates(cls, rng, "y = sum(x**2), twice")
+    passed("Tensor.backward", 3)
+
+
+def _random_dag(cls, rng, n_leaves, n_nodes, shape):
+    """A random graph of elementwise nodes, each a weighted sum of squares and values of earlier
+    nodes; the same graph in PyTorch gives the expected leaf gradients."""
+    leaves0 = [rng.standard_normal(shape) for _ in range(n_leaves)]
+    nodes = [_node(cls, v) for v in leaves0]
+    torch_nodes = [torch.tensor(v, requires_grad=True) for v in leaves0]
+    values = list(leaves0)
+    for _ in range(n_nodes):
+        k = int(rng.integers(1, 4))
+        picks = [int(i) for i in rng.integers(0, len(nodes), k)]
+        picks[-1] = len(nodes) - 1                       # chain to the newest: a long path exists
+        coeffs = rng.uniform(-1.5, 1.5, k)
+        squared = rng.random(k) < 0.3
+        value = sum(c * (values[i] ** 2 if s else values[i]) for c, i, s in zip(coeffs, picks, squared))
+        tv = sum(float(c) * (torch_nodes[i] ** 2 if s else torch_nodes[i]) for c, i, s in zip(coeffs, picks, squared))
+
+        def grad_fn(g, coeffs=coeffs, squared=squared, srcs=tuple(values[i] for i in picks)):
+            return tuple(c * (2 * v * g if s else g) for c, s, v in zip(coeffs, squared, srcs))
+
+        nodes.append(_node(cls, value, [nodes[i] for i in picks], grad_fn))
+        torch_nodes.append(tv)
+        values.append(value)
+    root = _node(cls, values[-1].sum(), (nodes[-1],), lambda g: (np.broadcast_to(g, shape),))
+    torch_nodes[-1].sum().backward()
+    return nodes[:n_leaves], root, [t.grad.numpy() if t.grad is not None else np.zeros(shape)
+                                    for t in torch_nodes[:n_leaves]]
+
+
+def backward_hidden(cls, seed):
+    rng = _rng(seed)
+    _check_backward_graph(cls, rng, "the same graph with a (4, 1) x", shape=(4, 1))
+    _check_accumulates(cls, rng, "y = sum(x**2), twice")
+    for trial in range(6):
+        shape = [(), (3,), (2, 2)][trial % 3]
+        leaves, root, expected = _random_dag(cls, rng, int(rng.integers(1, 4)), int(rng.integers(3, 9)), shape)
+        root.backward()
+        for i, (leaf, want) in enumerate(zip(leaves, expected)):
+            if not _close(leaf.grad, want):
+                fail(f"backward() for a random graph (trial {trial}): wrong gradient for leaf {i}.\n"
+                     f"expected (torch.autograd):\n{want}\ngot:\n{leaf.grad}")
+    print("✓ Tensor.backward: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- unbroadcast
+
+
+UNBROADCAST_VISIBLE = [((3, 4), (4,)), ((3, 4), (1, 4)), ((3, 4), (3, 1)), ((3, 4), (3, 4))]
+
+
+def _check_unbroadcast(fn, grad_shape, shape, rng):
+    grad = rng.standard_normal(grad_shape)
+    case = f"a {grad_shape} gradient and shape {shape}"
+    got = fn(grad.copy(), shape)
+    want = ref_unbroadcast(grad, shape)
+    got = np.asarray(got)
+    if got.shape != want.shape:
+        hint = ""
+        if got.size == want.size:
+            hint = (" The values are right but an axis of size 1 was dropped: sum over it with "
+                    "keepdims=True.")
+        elif got.size > want.size:
+            hint = " Sum over every axis that broadcasting added (leading) or stretched (size 1 in shape)."
+        fail(f"unbroadcast for {case}: the result has shape {got.shape}, expected {tuple(shape)}.{hint}")
+    if not _close(got, want):
+        fail(f"unbroadcast for {case}: wrong values: sum the gradient over the broadcast axes.\n"
+             f"expected:\n{want}\ngot:\n{got}")
+
+
+def unbroadcast(fn):
+    rng = _rng(1)
+    for grad_shape, shape in UNBROADCAST_VISIBLE:
+        _check_unbroadcast(fn, grad_shape, shape, rng)
+    passed("unbroadcast", len(UNBROADCAST_VISIBLE))
+
+
+def unbroadcast_hidden(fn, seed):
+    rng = _rng(seed)
+    cases = [((2, 3, 4), (3, 1)), ((2, 3, 4), ()), ((5,), (1,)), ((2, 3, 4), (2, 1, 4)), ((4, 1), (1, 1)),
+             ((2, 3, 4), (1, 3, 4)), ((6, 5), (5,)), ((3,), ())]
+    for grad_shape, shape in cases:
+        _check_unbroadcast(fn, grad_shape, shape, rng)
+    print("✓ unbroadcast: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- the ops
+
+
+def _not_reduced(i, got, want):
+    return np.size(got) > np.size(want)
+
+
+def _grad_mistake(description, predicate):
+    return (description, predicate)
+
+
+def _check_binary(name, fn, torch_fn, rng, shapes, scalars, reuse_shapes, mistakes):
+    for a, b in shapes:
+        check_op(name, fn, torch_fn, [rng.standard_normal(a), rng.standard_normal(b)], mistakes=mistakes,
+                 seed=int(rng.integers(1 << 30)))
+    for s in scalars:
+        x = rng.standard_normal(s)
+        check_op(name, fn, torch_fn, [x, 2.5], mistakes=mistakes, seed=1,
+                 case=f"a {s} Tensor and the number 2.5")
+        check_op(name, fn, torch_fn, [-1.5, x], mistakes=mistakes, seed=2,
+                 case=f"the number -1.5 and a {s} Tensor")
+    for s in reuse_shapes:
+        x = rng.standard_normal(s)
+        check_op(name, fn, torch_fn, [x], reuse=True, mistakes=mistakes, seed=3,
+                 case=f"the same {s} Tensor twice ({name}(x, x))")
+
+
+_UNREDUCED = _grad_mistake(
+    "a gradient has more elements than its input: where an input was broadcast, sum the gradient over "
+    "the broadcast axes with unbroadcast(g, a.shape).", lambda i, got, want, leaves, up: _not_reduced(i, got, want))
+
+
+def add(fn):
+    rng = _rng(11)
+    _check_binary("add", fn, torch.add, rng, [((2, 3), (2, 3)), ((3, 4), (4,))], [], [], [_UNREDUCED])
+    passed("add", 2)
+
+
+def add_hidden(fn, seed):
+    rng = _rng(seed)
+    _check_binary("add", fn, torch.add, rng, [((3, 1), (1, 4)), ((2, 3, 4), (3, 4)), ((5,), ())],
+                  [(3, 2)], [(2, 3)], [_UNREDUCED])
+    print("✓ add: hidden tests passed.")
+
+
+def _swapped(i, got, want, leaves, up):
+    if len(leaves) != 2:
+        return False
+    other = leaves[1 - i].data
+    mine = leaves[i].data
+    try:
+        wrong = ref_unbroadcast(up * mine * np.ones_like(other), np.shape(got))
+        return _close(got, wrong) and not _np_allclose(mine, other)
+    except ValueError:
+        return False
+
+
+_MUL_SWAPPED = _grad_mistake("the gradients are swapped: d(a*b)/da is b, so a's gradient is g * b.data "
+                             "(and b's is g * a.data).", _swapped)
+
+
+def mul(fn):
+    rng = _rng(12)
+    _check_binary("mul", fn, torch.mul, rng, [((2, 3), (2, 3)), ((3, 4), (4,))], [], [], [_UNREDUCED, _MUL_SWAPPED])
+    passed("mul", 2)
+
+
+def mul_hidden(fn, seed):
+    rng = _rng(seed)
+    _check_binary("mul", fn, torch.mul, rng, [((3, 1), (1, 4)), ((2, 3, 4), (3, 1)), ((5,), ())],
+                  [(4,)], [(2, 3)], [_UNREDUCED, _MUL_SWAPPED])
+    print("✓ mul: hidden tests passed.")
+
+
+def _matmul_wrong_side(i, got, want, leaves, up):
+    return np.shape(got) == np.shape(want)[::-1] and np.shape(got) != np.shape(want) or (
+        np.shape(got) == np.shape(want) and _close(got, np.asarray(want).T))
+
+
+_MATMUL = _grad_mistake("a gradient is transposed or multiplied on the wrong side: for out = a @ b, "
+                        "a's gradient is g @ b.T and b's gradient is a.T @ g (check the shapes: each "
+                        "gradient has its input's shape).", _matmul_wrong_side)
+
+
+def _check_matmul(fn, rng, shapes, reuse=()):
+    for a, b in shapes:
+        try:
+            check_op("matmul", fn, torch.matmul, [rng.standard_normal(a), rng.standard_normal(b)],
+                     mistakes=[_MATMUL], seed=int(rng.integers(1 << 30)))
+        except ValueError as error:    # numpy's shape error inside a wrong backward
+            fail(f"matmul for a {a} @ {b} product raised ValueError ({error}): a gradient is transposed or "
+                 f"multiplied on the wrong side. For out = a @ b, a's gradient is g @ b.T and b's is a.T @ g.")
+    for s in reuse:
+        check_op("matmul", fn, torch.matmul, [rng.standard_normal(s)], reuse=True, mistakes=[_MATMUL], seed=5,
+                 case=f"the same {s} matrix twice (x @ x)")
+
+
+def matmul(fn):
+    _check_matmul(fn, _rng(13), [((2, 3), (3, 4)), ((3, 3), (3, 3))])
+    passed("matmul", 2)
+
+
+def matmul_hidden(fn, seed):
+    rng = _rng(seed)
+    _check_matmul(fn, rng, [((1, 5), (5, 3)), ((4, 2), (2, 1)), ((5, 5), (5, 2)), ((3, 6), (6, 6))], reuse=[(3, 3)])
+    print("✓ matmul: hidden tests passed.")
+
+
+def _passes_negatives(i, got, want, leaves, up):
+    return _close(got, up) and (leaves[0].data < 0).any()
+
+
+_RELU = _grad_mistake("the gradient flows through negative inputs too: relu's output does not change where "
+                      "the input is negative, so its gradient is zero there (g * (a.data > 0)).", _passes_negatives)
+
+
+def _relu_input(rng, shape):
+    x = rng.standard_normal(shape)
+    x.flat[0], x.flat[-1] = -abs(x.flat[0]) - 0.1, abs(x.flat[-1]) + 0.1     # both signs, always
+    return x
+
+
+def relu(fn):
+    rng = _rng(14)
+    for shape in [(2, 5), (6,)]:
+        check_op("relu", fn, torch.relu, [_relu_input(rng, shape)], mistakes=[_RELU], seed=4)
+    passed("relu", 2)
+
+
+def relu_hidden(fn, seed):
+    rng = _rng(seed)
+    for shape in [(1, 7), (3, 4, 2), (10,)]:
+        check_op("relu", fn, torch.relu, [_relu_input(rng, shape)], mistakes=[_RELU], seed=int(rng.integers(99)))
+    print("✓ relu: hidden tests passed.")
+
+
+def _mean_not_divided(i, got, want, leaves, up):
+    n = leaves[0].data.size
+    return n > 1 and _close(got, np.asarray(want) * n)
+
+
+_MEAN = _grad_mistake("mean's gradient is n times too large: mean divides by n = a.data.size, so each element's "
+                      "gradient is g / n.", _mean_not_divided)
+
+
+def _check_sum_mean(sum_fn, mean_fn, rng, shapes):
+    for shape in shapes:
+        check_op("sum_all", sum_fn, torch.sum, [rng.standard_normal(shape)], seed=6)
+        check_op("mean", mean_fn, torch.mean, [rng.standard_normal(shape)], mistakes=[_MEAN], seed=7)
+
+
+def sum_mean(sum_fn, mean_fn):
+    _check_sum_mean(sum_fn, mean_fn, _rng(15), [(2, 3), (4,)])
+    passed("sum_all and mean", 4)
+
+
+def sum_mean_hidden(sum_fn, mean_fn, seed):
+    _check_sum_mean(sum_fn, mean_fn, _rng(seed), [(1, 6), (2, 3, 4), (), (5, 1)])
+    print("✓ sum_all and mean: hidden tests passed.")
+
+
+def _check_reshape(fn, rng, cases):
+    for shape, new in cases:
+        check_op("reshape", fn, lambda t, s: t.reshape(s), [rng.standard_normal(shape)], extra=(new,), seed=8,
+                 case=f"a {shape} Tensor reshaped to {new}")
+
+
+def reshape(fn):
+    _check_reshape(fn, _rng(16), [((2, 6), (3, 4)), ((2, 3, 4), (-1, 12))])
+    passed("reshape", 2)
+
+
+def reshape_hidden(fn, seed):
+    _check_reshape(fn, _rng(seed), [((6,), (2, 3)), ((4, 28, 28), (-1, 784)), ((2, 3), (6,)), ((5, 1), (1, 5))])
+    print("✓ reshape: hidden tests passed.")
+
+
+_OVERFLOW = ("the result overflows on large logits: exp(1000) is inf in float64. Subtract each row's maximum "
+             "before exp (log_softmax(x) = (x - m) - log(sum(exp(x - m))), the same for any m).")
+
+
+def _large_logits(rng, shape, size=1000.0):
+    return size + 30 * rng.standard_normal(shape)
+
+
+def _check_log_softmax(fn, rng, shapes, large):
+    t_fn = lambda t: torch.log_softmax(t, dim=-1)  # noqa: E731
+    for shape in shapes:
+        check_op("log_softmax", fn, t_fn, [rng.standard_normal(shape) * 3], seed=9)
+    for shape in large:
+        _with_overflow_message("log_softmax", fn, t_fn, [_large_logits(rng, shape)], seed=10,
+                               case=f"large {shape} logits (around 1000)")
+
+
+def _with_overflow_message(*args, **kwargs):
+    """check_op(*args, **kwargs), with the overflow explained if the output or a gradient is inf or nan."""
+    with np.errstate(all="ignore"):
+        try:
+            check_op(*args, **kwargs)
+        except AssertionError as error:
+            text = str(error)
+            if "inf or nan" in text or "wrong forward value" in text:
+                fail(text.split(":")[0] + ": " + _OVERFLOW)
+            raise
+
+
+def log_softmax(fn):
+    _check_log_softmax(fn, _rng(17), [(2, 5)], [(3, 10)])
+    passed("log_softmax", 2)
+
+
+def log_softmax_hidden(fn, seed):
+    rng = _rng(seed)
+    _check_log_softmax(fn, rng, [(1, 10), (6, 3), (4,)], [(5, 10)])
+    print("✓ log_softmax: hidden tests passed.")
+
+
+def _torch_cross_entropy(t, y):
+    return F.cross_entropy(t, torch.as_tensor(y))
+
+
+def _check_cross_entropy(fn, rng, cases):
+    for (n, c), size in cases:
+        logits = rng.standard_normal((n, c)) * 3 + (size if size else 0)
+        if size:
+            logits += 30 * rng.standard_normal((n, c))
+        targets = rng.integers(0, c, n)
+        case = f"{n} rows of {c} " + (f"large logits (around {size:g})" if size else "logits")
+        (_with_overflow_message if size else check_op)(
+            "cross_entropy", fn, _torch_cross_entropy, [logits], extra=(targets,), case=case, seed=11)
+
+
+def cross_entropy(fn):
+    _check_cross_entropy(fn, _rng(18), [((4, 10), 0), ((3, 10), 1000.0)])
+    passed("cross_entropy", 2)
+
+
+def cross_entropy_hidden(fn, seed):
+    _check_cross_entropy(fn, _rng(seed), [((1, 10), 0), ((7, 3), 0), ((5, 10), -800.0), ((6, 10), 5000.0)])
+    print("✓ cross_entropy: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- Module, Linear, SGD
+
+
+def _net_with(module_cls, rng):
+    """A Module subclass of the student's Module holding tensors and a nested module."""
+
+    class Inner(module_cls):
+        def __init__(self):
+            self.w = Tensor(rng.standard_normal((3, 2)))
+
+    class Net(module_cls):
+        def __init__(self):
+            self.a = Tensor(rng.standard_normal(4))
+            self.inner = Inner()
+            self.name = "not a parameter"
+
+    return Net()
+
+
+def _check_zero_grad(module_cls, rng):
+    with references_in_place(module_cls, **references("Module")):
+        net = _net_with(module_cls, rng)
+        params = net.parameters()
+        data = [p.data.copy() for p in params]
+        for p in params:
+            p.grad = np.asarray(p.grad + rng.standard_normal(p.shape))
+        result = net.zero_grad()
+    if result is not None:
+        fail("zero_grad() changes the gradients in place and returns nothing (None).")
+    for p, d in zip(params, data):
+        if np.shape(p.grad) != p.shape:
+            fail(f"zero_grad(): every parameter's grad should be an array of zeros of its own shape {p.shape}, "
+                 f"got {p.grad!r:.60}.")
+        if np.any(p.grad != 0):
+            fail("zero_grad(): after model.zero_grad() a parameter still holds its old gradient: set every "
+                 "p.grad in self.parameters() to zeros (p.grad = np.zeros_like(p.data), or p.grad[...] = 0).")
+        if not np.array_equal(p.data, d):
+            fail("zero_grad() changed a parameter's data: it should only touch p.grad.")
+
+
+def zero_grad(module_cls):
+    _check_zero_grad(module_cls, _rng(19))
+    _check_zero_grad(module_cls, _rng(20))
+    passed("Module.zero_grad", 2)
+
+
+def _check_linear(cls, n_in, n_out, batch, rng):
+    case = f"Linear({n_in}, {n_out})"
+    with references_in_place(cls, **references("Linear")):
+        np_state = np.random.get_state()
+        np.random.seed(int(rng.integers(1 << 30)))
+        try:
+            layer = cls(n_in, n_out)
+        finally:
+            np.random.set_state(np_state)
+        for name, shape in [("weight", (n_in, n_out)), ("bias", (n_out,))]:
+            p = getattr(layer, name, None)
+            if not isinstance(p, Tensor):
+                fail(f"{case}: self.{name} should be a Tensor, got {type(p).__name__}.")
+            if p.shape != shape:
+                hint = (" It is stored (n_in, n_out) here, so that forward is x @ self.weight "
+                        "(PyTorch stores the transpose).") if p.shape == shape[::-1] else ""
+                fail(f"{case}: self.{name} has shape {p.shape}, expected {shape}.{hint}")
+        w = layer.weight.data
+        if np.all(w == w.flat[0]):
+            fail(f"{case}: every weight is the same number; start from random weights, or every unit "
+                 f"computes the same thing forever.")
+        scale = w.std() * math.sqrt(n_in)
+        if not 0.2 < scale < 3:
+            fail(f"{case}: the weights' standard deviation is {w.std():.4g}, far from about 1/sqrt(n_in) = "
+                 f"{1 / math.sqrt(n_in):.4g}: scale the random weights by 1/sqrt(n_in).")
+        params = layer.parameters()
+        if len(params) != 2 or not all(any(p is q for q in params) for p in (layer.weight, layer.bias)):
+            fail(f"{case}: layer.parameters() should return the weight and the bias (make Linear a subclass of "
+                 f"Module and keep them as attributes).")
+        x = Tensor(rng.standard_normal((batch, n_in)))
+        out = layer(x)
+        if not isinstance(out, Tensor):
+            fail(f"{case}: forward should return a Tensor, got {type(out).__name__}.")
+        expected = x.data @ layer.weight.data + layer.bias.data
+        if out.shape != expected.shape:
+            fail(f"{case}: the output for a ({batch}, {n_in}) batch has shape {out.shape}, expected {expected.shape}.")
+        if not _close(out.data, expected):
+            if _close(out.data, x.data @ layer.weight.data):
+                fail(f"{case}: the bias is missing: forward returns x @ self.weight + self.bias.")
+            fail(f"{case}: wrong output: forward returns x @ self.weight + self.bias.")
+        backprop(out, np.ones(out.shape), what=f"{case}.forward")
+        if not _close(layer.bias.grad, np.full(n_out, batch)) or not _close(layer.weight.grad,
+                                                                             x.data.T @ np.ones((batch, n_out))):
+            fail(f"{case}: gradients do not reach the weight and bias: compute forward from self.weight and "
+                 f"self.bias with Tensor operations (@ and +).")
+
+
+def linear(cls):
+    _check_linear(cls, 4, 3, 2, _rng(21))
+    passed("Linear", 1)
+
+
+def linear_hidden(cls, seed):
+    rng = _rng(seed)
+    for n_in, n_out, batch in [(784, 10, 5), (7, 1, 1), (3, 8, 4)]:
+        _check_linear(cls, n_in, n_out, batch, rng)
+    print("✓ Linear: hidden tests passed.")
+
+
+def _check_sgd(cls, lr, rng, steps=2):
+    with references_in_place(cls, **references("SGD")):
+        params = [Tensor(rng.standard_normal(s)) for s in [(3, 2), (2,), ()]]
+        start = [p.data.copy() for p in params]
+        opt = cls(iter(params), lr)    # a generator, as model.parameters() may be: keep a list
+        expected = [s.copy() for s in start]
+        for _ in range(steps):
+            grads = [rng.standard_normal(p.shape) for p in params]
+            for p, g in zip(params, grads):
+                p.grad = np.asarray(p.grad + g)
+            opt.step()
+            expected = [e - lr * g for e, g in zip(expected, grads)]
+            opt.zero_grad()
+            for p in params:
+                if np.shape(p.grad) != p.shape or np.any(np.asarray(p.grad) != 0):
+                    fail("SGD.zero_grad(): every parameter's grad should be zeros of its shape after zero_grad().")
+    for p, s, e in zip(params, start, expected):
+        got = p.data
+        if _close(got, s):
+            fail("SGD.step(): the parameters did not change: update p.data itself (p.data -= lr * p.grad); "
+                 "rebinding a loop variable changes nothing.")
+        if _close(got, 2 * s - e):
+            fail("SGD.step(): the parameters moved uphill: subtract lr * p.grad (gradient descent), don't add it.")
+        if not _close(got, e):
+            fail(f"SGD.step(): after {steps} steps with lr = {lr}, a parameter is\n{got}\nexpected\n{e}.")
+
+
+def sgd(cls):
+    _check_sgd(cls, 0.1, _rng(22))
+    passed("SGD", 2)
+
+
+def sgd_hidden(cls, seed):
+    rng = _rng(seed)
+    for lr in (0.5, 0.03):
+        _check_sgd(cls, lr, rng, steps=3)
+    print("✓ SGD: hidden tests passed.")
+
+
+# ---------------------------------------------------------------- training
+
+
+# Test accuracy a trained network must reach. Measured on the bundled sample (2,000 test images),
+# reference MLP 784-64-10, SGD lr 0.1, batches of 32, one epoch on 2,000 (graded) or 8,000 images:
+# see the lesson's report. Untrained it gets about 0.1 (chance); the same network trained with a
+# fit that never zeroes its gradients, or that steps before backward, stays far below.
+THRESHOLD = 0.80
+TRAIN_SUBSET = 8_000       # the whole sample; on full MNIST its first 8,000 images (training takes ~0.5 s)
+HIDDEN_SUBSET = 4_000
+
+
+def mnist_arrays(n_train=None):
+    """The data set as NumPy float64 arrays in [0, 1]: (x_train, y_train, x_test, y_test)."""
+    from .. import data
+
+    mnist = data.load_mnist(quiet=True)
+    x = mnist.train_images.reshape(-1, 784).numpy().astype(np.float64) / 255
+    xt = mnist.test_images.reshape(-1, 784).numpy().astype(np.float64) / 255
+    n = n_train or len(x)
+    return x[:n], mnist.train_labels.numpy()[:n], xt, mnist.test_labels.numpy()
+
+
+def accuracy(model, x, y) -> float:
+    return float((model(Tensor(x)).data.argmax(axis=1) == y).mean())
+
+
+def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
+    x, y, xt, yt = mnist_arrays(n_train)
+    np_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        model = MLP(n_hidden)
+        untrained = accuracy(model, xt, yt)
+        if untrained >= THRESHOLD:
+            fail(f"the untrained model already reaches {untrained:.3f}: the check itself is broken.")
+        opt = SGD(model.parameters(), lr)
+        with references_in_place(fn, **references()), np.errstate(all="ignore"):
+            losses = fn(epochs, model, ref_cross_entropy, opt, x, y, bs)
+    finally:
+        np.random.set_state(np_state)
+    acc = accuracy(model, xt, yt) if all(np.isfinite(p.data).all() for p in model.parameters()) else 0.0
+    case = f"an MLP 784-{n_hidden}-10, {epochs} epoch(s) on {len(x):,} images, bs = {bs}, lr = {lr}"
+    if acc < THRESHOLD:
+        fail(f"fit for {case}: after training, the test accuracy is {acc:.3f}, below {THRESHOLD} (untrained: "
+             f"{untrained:.3f}). Each step: loss = loss_func(model(xb), yb), opt.zero_grad(), loss.backward(), "
+             f"opt.step().")
+    n_batches = epochs * math.ceil(len(x) / bs)
+    if not isinstance(losses, list | tuple) or len(losses) != n_batches:
+        fail(f"fit for {case}: return the list of every batch's loss as a number ({n_batches} of them), "
+             f"got {losses!r:.80}.")
+    if not all(isinstance(v, float | int | np.floating) for v in losses):
+        fail(f"fit for {case}: the losses should be plain numbers (loss.item()), not Tensors.")
+    return acc, untrained
+
+
+def trained(fn):
+    """Train a fresh reference MLP with the student's ``fit`` (reference engine, loss and SGD)."""
+    acc, untrained = _check_trained(fn, TRAIN_SUBSET, 1, 32, 0.1, seed=0, n_hidden=64)
+    print(f"test accuracy {acc:.3f} (untrained {untrained:.3f}; threshold {THRESHOLD}).")
+    passed("fit", 1)
+
+
+def trained_hidden(fn, seed):
+    _check_trained(fn, HIDDEN_SUBSET, 2, 16, 0.05, seed=seed, n_hidden=32)
+    print("✓ fit: hidden tests passed.")
