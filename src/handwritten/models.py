@@ -86,3 +86,40 @@ def pretrained_history() -> dict:
         "record": [tuple(float(v) for v in r) for r in saved["record"]],
         "recipe": saved["recipe"],
     }
+
+
+# ---------------------------------------------------------------- lesson 05: CNNs
+
+
+class Mnist_CNN(nn.Module):
+    """The PyTorch tutorial's CNN: three 3x3 convolutions with stride 2 (1 -> 16 -> 16 -> 10 channels,
+    28 -> 14 -> 7 -> 4 pixels), each followed by ReLU, then the mean of each 4x4 map: ten scores.
+    It takes flat (N, 784) rows or (N, 1, 28, 28) images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, xb):
+        xb = xb.view(-1, 1, 28, 28)
+        xb = F.relu(self.conv1(xb))
+        xb = F.relu(self.conv2(xb))
+        xb = F.relu(self.conv3(xb))
+        xb = F.avg_pool2d(xb, 4)
+        return xb.view(-1, xb.size(1))
+
+
+def LeNet(activation: type[nn.Module] = nn.Sigmoid, pool: type[nn.Module] = nn.AvgPool2d) -> nn.Sequential:
+    """LeNet-5 for 28x28 digits, as ``nn.Sequential``: conv 1->6 (5x5, padding 2), activation, 2x2 pool,
+    conv 6->16 (5x5), activation, 2x2 pool, flatten (400), dense 120, 84, 10 with the activation between
+    them. The classic one uses sigmoid and average pooling; ``LeNet(nn.ReLU, nn.MaxPool2d)`` trains faster."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), activation(), pool(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), activation(), pool(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), activation(),
+        nn.Linear(120, 84), activation(),
+        nn.Linear(84, 10),
+    )

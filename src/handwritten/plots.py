@@ -719,3 +719,25 @@ def accuracy_by_shift(curves: dict, *, title: str = "") -> Figure:
     fig.tight_layout()
     return fig
 # ---------------------------------------------------------------- end of lesson 06
+
+
+# ---------------------------------------------------------------- lesson 05: CNNs
+
+
+def race_figure(runs: dict, *, target: float | None = None, title: str = "") -> Figure:
+    """Test accuracy against training time, one line per recipe: ``{label: [(seconds, accuracy), ...]}``,
+    with an optional dashed line at the ``target`` accuracy."""
+    fig = Figure(figsize=(6.5, 3.5))
+    ax = fig.add_subplot()
+    for label, points in runs.items():
+        ax.plot([float(t) for t, _ in points], [float(a) for _, a in points], marker=".", label=str(label))
+    if target is not None:
+        ax.axhline(float(target), color="grey", ls="--", lw=1, label=f"target {float(target):.3f}")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
