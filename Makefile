@@ -11,8 +11,9 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
 SUBMISSIONS ?=
 GRADE_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: help setup lab test release grade bench lint browser sandbox postgres
+.PHONY: help setup lab test release grade bench lint browser sandbox postgres demo
 
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -48,6 +49,9 @@ release: setup  ## regenerate lessons/ from solutions/
 grade: setup  ## grade a class: make grade SUBMISSIONS=path/to/folder-or.zip [GRADE_ARGS="--workers 4 --force"]
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder-or.zip [GRADE_ARGS=...]"; exit 2; }
 	$(RUN) handwritten grade "$(SUBMISSIONS)" $(GRADE_ARGS)
+
+demo: setup  ## the instructor demo in Voilà, pretrained, no training [DEMO_ARGS="--port 8866 --no-browser"]
+	$(RUN) handwritten demo $(DEMO_ARGS)
 
 bench: setup  ## measure notebook, grading and operator speed (benchmarks/results/latest.json)
 	$(RUN) python benchmarks/run.py

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import platform
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,7 +62,45 @@ def test_wrong_environment_says_what_to_run():
     message = str(problem.value)
     assert "torch 2.13" in message and "too old (need 99.0" in message
     assert "surely-not-installed-package is not installed" in message
-    assert "make lab" in message and "uv sync" in message and "environment.yml" in message
+    assert message.endswith(env.fix())  # the one command for this kernel's kind of environment
+
+
+@pytest.fixture
+def outside_binder(monkeypatch):
+    for name in ("BINDER_LAUNCH_HOST", "BINDER_REQUEST", "BINDER_REPO_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_each_environment_gets_its_own_command(monkeypatch, outside_binder):
+    root = Path(__file__).resolve().parent.parent
+    # the course's .venv (where the tests run): make setup, in the course folder
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    assert env.where() == "venv" and env.place() == "the course's .venv"
+    assert f"cd {root} && make setup" in env.fix() and "Restart Kernel" in env.fix()
+    # a conda environment: update it from the course's environment.yml
+    monkeypatch.setenv("CONDA_PREFIX", sys.prefix)
+    assert env.where() == "conda"
+    assert f"conda env update --prune -f {root / 'environment.yml'}" in env.fix()
+    # some other Python: make lab, which sets everything up
+    assert f"cd {root} && make lab" in env.fix("python") and sys.executable in env.fix("python")
+    # Binder: relaunch, nothing to install
+    monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+    assert env.where() == "binder" and env.place() == "Binder"
+    assert "Binder badge" in env.fix() and "make" not in env.fix()
+
+
+def test_the_first_cell_says_where_it_runs(capsys, monkeypatch, outside_binder):
+    monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+    env.setup(load_data=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("environment OK (Python " + platform.python_version() + ", Binder)")
+    assert lines[1].lstrip().startswith("torch ") and "torch threads: 1" in lines[2]
+
+
+def test_old_python_is_reported(monkeypatch):
+    monkeypatch.setattr(env, "MIN_PYTHON", (99, 0))
+    with pytest.raises(env.EnvironmentProblem, match=r"Python 3\.\d+\.\d+ is too old \(need 99\.0"):
+        env.check_versions({})
 
 
 def test_version_parsing():

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import nbformat
@@ -173,3 +174,98 @@ def test_kernel_playground_works_in_jupyterlab(chromium, tmp_path):
         expect(picture).not_to_have_attribute("src", before, timeout=30_000)
         expect(playground).to_contain_text("output (26, 26)")
         playground.screenshot(path=str(tmp_path / "playground.png"))
+
+
+# ---------------------------------------------------------------- the student's Binder, in Chromium
+
+STUDENT_LESSON = "01-pixels-and-tensors"
+LAB_SCREENSHOT = ROOT / "tests" / "artifacts" / "lab-lesson-01-student.png"
+
+RUN_EVERY_CELL = """async () => {
+    // A student's Shift+Enter, cell after cell: an exercise that raises does not stop the cells after it
+    // (run-all would abort the rest of the queue at the first error).
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    await Promise.all([panel.context.ready, panel.sessionContext.ready]);
+    const notebook = panel.content;
+    for (let i = 0; i < notebook.widgets.length; i++) {
+        notebook.activeCellIndex = i;
+        await app.commands.execute("notebook:run-cell");
+    }
+    return notebook.model.toJSON();
+}"""
+
+INSTRUCTOR_COMMANDS = ["nbgrader:open-formgrader", "nbgrader:open-formgrader-local", "nbgrader:open-create-assignment",
+                       "nbgrader:open-assignment-list", "nbgrader:open-course-list"]
+
+
+def binder_student_config(folder) -> dict:
+    """Run postBuild's student-UI step (the one Binder runs) into ``folder``; return the environment
+    variables under which a Jupyter server reads that configuration."""
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(folder),
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(ROOT / "binder" / "postBuild"), "--student-ui"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"JUPYTER_CONFIG_DIR": str(folder)}
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_lesson_01_as_a_binder_student_sees_it(chromium, tmp_path, monkeypatch):
+    """lessons/ served by JupyterLab configured as binder/postBuild configures Binder; lesson 01 opened and
+    every cell run. The only errors are NotImplementedError, in exercise cells and their self-checks;
+    nbgrader's Validate button is there, its instructor panels and their server side are not."""
+    from playwright.sync_api import expect
+
+    for name, value in binder_student_config(tmp_path / "jupyter-config").items():
+        monkeypatch.setenv(name, value)  # the server below inherits it
+    shutil.copytree(ROOT / "lessons", tmp_path / "lessons")  # run in a copy: autosave must not touch lessons/
+    page = chromium
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    command = lambda port: [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={tmp_path / 'lessons'}",  # noqa: E731
+                            "--LabApp.expose_app_in_browser=True", *server_args(port).split(),
+                            *(["--allow-root"] if os.geteuid() == 0 else [])]
+    with serve(command, ROOT) as url:
+        with pytest.raises(urllib.error.HTTPError) as missing:  # the formgrader is off on the server too
+            get(f"{url}/formgrader")
+        assert missing.value.code == 404
+        page.goto(f"{url}/lab/tree/{STUDENT_LESSON}/{STUDENT_LESSON}.ipynb?token={TOKEN}")
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+        page.wait_for_function("window.jupyterapp !== undefined")
+
+        expect(page.locator(".jp-NotebookPanel-toolbar .validate-button")).to_be_visible(timeout=30_000)
+        registered = page.evaluate("names => names.filter(n => window.jupyterapp.commands.hasCommand(n))",
+                                   INSTRUCTOR_COMMANDS)
+        assert registered == [], f"instructor commands available to students: {registered}"
+        assert page.locator("#nbgrader-create_assignemnt").count() == 0  # nbgrader's id, sic
+        expect(page.get_by_role("tab", name=re.compile("Create Assignment"))).to_have_count(0)
+        expect(page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text="Nbgrader")).to_have_count(0)
+        expect(page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text="Kernel")).to_have_count(1)
+
+        nb = nbformat.from_dict(page.evaluate(RUN_EVERY_CELL))
+        errors = [(i, cell, output) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+                  for output in cell.outputs if output.output_type == "error"]
+        assert errors, "lesson 01 ran without a single unfinished exercise"
+        for i, cell, output in errors:  # each raised by an unfinished exercise's stub, where it runs or is used
+            assert output.ename == "NotImplementedError", (i, output.ename, output.evalue, cell.source[:200])
+            traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(output.traceback))  # without its colours
+            assert "raise NotImplementedError()" in traceback, (i, cell.source[:200], traceback)
+        failing = {i for i, _, _ in errors}
+        self_checks = {i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade")
+                       and c.cell_type == "code" and "check." in c.source}
+        assert self_checks and self_checks <= failing, "a self-check passed on an unfinished exercise"
+        ran = [c for c in nb.cells if c.cell_type == "code" and c.execution_count]
+        assert len(ran) == sum(c.cell_type == "code" for c in nb.cells), "every code cell ran"
+        first = "".join(o.get("text", "") for o in nb.cells[1].outputs if o.output_type == "stream")
+        assert "environment OK" in first and "MNIST:" in first and "torch threads: 1" in first
+
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news toast
+        page.evaluate("""() => {  // back to the top: the first cell's report and the Validate button
+            const notebook = window.jupyterapp.shell.currentWidget.content;
+            notebook.activeCellIndex = 1;
+            return notebook.scrollToItem(1, "end");
+        }""")
+        LAB_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(LAB_SCREENSHOT))
+        print(f"screenshot of lesson 01 in the student's JupyterLab: {LAB_SCREENSHOT}")

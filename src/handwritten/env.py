@@ -14,8 +14,10 @@ import os
 import platform
 import random
 import re
+import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from . import __version__
 
@@ -32,6 +34,61 @@ REQUIRED = {
 FIX = ("To fix it, open the course with `make lab` from the course folder (it installs the "
        "environment and starts JupyterLab with it), or run `uv sync` there and pick the kernel "
        "of its .venv. With conda: `conda env update -f environment.yml`, then restart the kernel.")
+MIN_PYTHON = (3, 11)
+PLACES = {"binder": "Binder", "conda": "conda environment", "venv": "virtual environment", "python": "system Python"}
+
+
+def _course_folder() -> Path | None:
+    """The course folder this package is used from (a clone with a Makefile and uv.lock), if any."""
+    for folder in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        if (folder / "uv.lock").is_file() and (folder / "Makefile").is_file():
+            return folder
+    return None
+
+
+def where() -> str:
+    """Where this kernel runs: "binder", "conda" (a conda environment), "venv" (the course's .venv, or
+    another virtual environment) or "python" (some other Python)."""
+    if os.environ.get("BINDER_LAUNCH_HOST") or os.environ.get("BINDER_REQUEST") or os.environ.get("BINDER_REPO_URL"):
+        return "binder"
+    if os.environ.get("CONDA_PREFIX") and Path(sys.prefix).resolve() == Path(os.environ["CONDA_PREFIX"]).resolve():
+        return "conda"
+    if sys.prefix != sys.base_prefix:
+        return "venv"
+    return "python"
+
+
+def _in_course_venv() -> bool:
+    course = _course_folder()
+    return bool(course) and Path(sys.prefix).resolve() == (course / ".venv").resolve()
+
+
+def place() -> str:
+    """Where this kernel runs, in words: "Binder", "the course's .venv", "conda environment"..."""
+    kind = where()
+    return "the course's .venv" if kind == "venv" and _in_course_venv() else PLACES[kind]
+
+
+def fix(kind: str | None = None) -> str:
+    """The one thing to run that repairs the environment ``kind`` (default: this kernel's)."""
+    kind = kind or where()
+    course = _course_folder()
+    folder = f"cd {course} && " if course else ""
+    if kind == "binder":
+        return ("This Binder image does not match the course. Relaunch it from the course's Binder badge "
+                "(File → Hub Control Panel → Stop My Server, then open the badge's link again); if that does not "
+                "help, tell your instructor: the image needs rebuilding.")
+    if kind == "conda":
+        env_file = course / "environment.yml" if course else "environment.yml"
+        return (f"To fix it, run in a terminal:  conda env update --prune -f {env_file}  then restart the "
+                "kernel (Kernel → Restart Kernel).")
+    if kind == "venv" and _in_course_venv():
+        return (f"To fix it, run in a terminal:  {folder}make setup  (it runs `uv sync --frozen`) then restart "
+                "the kernel (Kernel → Restart Kernel).")
+    return (f"This kernel ({sys.executable}) is not the course's Python. Close this JupyterLab and run in a "
+            f"terminal:  {folder or 'cd <the course folder> && '}make lab  (it installs the course's environment "
+            "and opens the lessons with it). Or: `uv sync` there and pick the kernel of its .venv; with conda, "
+            "`conda env update -f environment.yml`.")
 
 
 class EnvironmentProblem(RuntimeError):
@@ -57,6 +114,9 @@ def _major_minor(version: str) -> tuple[int, int]:
 def check_versions(required: dict = REQUIRED) -> dict:
     """Return {package: version}; raise EnvironmentProblem listing every missing or old one."""
     found, problems = {}, []
+    if sys.version_info < MIN_PYTHON:
+        problems.append(f"Python {platform.python_version()} is too old (need {'.'.join(map(str, MIN_PYTHON))} "
+                        "or newer)")
     for name, minimum in required.items():
         try:
             found[name] = metadata.version(name)
@@ -67,7 +127,7 @@ def check_versions(required: dict = REQUIRED) -> dict:
             problems.append(f"{name} {found[name]} is too old (need {minimum} or newer)")
     if problems:
         raise EnvironmentProblem("This kernel's environment cannot run the course: "
-                                 + "; ".join(problems) + ".\n" + FIX)
+                                 + "; ".join(problems) + ".\n" + fix())
     return found
 
 
@@ -109,8 +169,8 @@ def setup(seed: int = 0, *, load_data: bool = True) -> Course:
     graded = grading()
     shown = " · ".join(f"{name} {versions[name]}" for name in ("torch", "torchvision", "numpy",
                                                                "matplotlib", "ipywidgets"))
-    print(f"Handwritten {__version__}: environment OK")
-    print(f"  Python {platform.python_version()} · {shown}")
+    print(f"Handwritten {__version__}: environment OK (Python {platform.python_version()}, {place()})")
+    print(f"  {shown}")
     print(f"  torch threads: {threads} (set HANDWRITTEN_THREADS to change) · random seed: {seed}")
     if graded:
         print(f"  graded: yes, nbgrader is running this notebook ({graded}); training is shortened")
