@@ -908,10 +908,11 @@ def mnist_arrays(n_train=None):
     from .. import data
 
     mnist = data.load_mnist(quiet=True)
-    x = mnist.train_images.reshape(-1, 784).numpy().astype(np.float64) / 255
-    xt = mnist.test_images.reshape(-1, 784).numpy().astype(np.float64) / 255
-    n = n_train or len(x)
-    return x[:n], mnist.train_labels.numpy()[:n], xt, mnist.test_labels.numpy()
+    n = n_train or len(mnist.train_images)
+    # slice before converting: on full MNIST a float64 copy of all 60,000 images would be 376 MB
+    x = mnist.train_images[:n].reshape(-1, 784).numpy() / 255      # uint8 / 255: float64
+    xt = mnist.test_images.reshape(-1, 784).numpy() / 255
+    return x, mnist.train_labels.numpy()[:n], xt, mnist.test_labels.numpy()
 
 
 def accuracy(model, x, y) -> float:

@@ -484,7 +484,8 @@ def basic_optim_hidden(cls, seed):
 
 class Batches:
     """Mini-batches of (x, y), reshuffled on every pass when ``shuffle``: what
-    ``DataLoader(dataset, batch_size, shuffle=...)`` yields, from tensors already in memory."""
+    ``DataLoader(dataset, batch_size, shuffle=...)`` yields, from tensors already in memory.
+    uint8 images are scaled to [0, 1] batch by batch (the same values as scaling them all first)."""
 
     def __init__(self, x, y, batch_size, shuffle=False, seed=0):
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
@@ -495,28 +496,32 @@ class Batches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            xb = self.x[idx]
+            yield (xb.float() / 255 if xb.dtype == torch.uint8 else xb), self.y[idx]
 
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
 
-def threes_and_sevens(images, labels):
-    """Flattened [0, 1] images of the 3s and 7s, and labels (N, 1): 1 for a 3, 0 for a 7."""
-    threes = images[labels == 3].float() / 255
-    sevens = images[labels == 7].float() / 255
+def threes_and_sevens(images, labels, scale=True):
+    """Flattened [0, 1] images of the 3s and 7s (uint8 if not ``scale``), and labels (N, 1): 1 for a 3, 0 for a 7."""
+    threes, sevens = images[labels == 3], images[labels == 7]
     x = torch.cat([threes, sevens]).view(-1, 28 * 28)
+    if scale:
+        x = x.float()
+        x /= 255  # in place, after the cat: one float copy of the images (the same values as converting each first)
     y = torch.tensor([1] * len(threes) + [0] * len(sevens)).unsqueeze(1)
     return x, y
 
 
 def training_data(graded=None, flip=False):
-    """(train_x, train_y, valid_x, valid_y): the training split's 3s and 7s (a 1,000-image subset
-    while graded) and the test split's. ``flip`` swaps the labels: 1 for a 7."""
+    """(train_x, train_y, valid_x, valid_y): the training split's 3s and 7s (uint8 images: Batches scales
+    them; a 1,000-image subset while graded) and the test split's. ``flip`` swaps the labels: 1 for a 7."""
     from ..data import load_mnist
 
     mnist = load_mnist(quiet=True)
-    x, y = threes_and_sevens(mnist.train_images, mnist.train_labels)
+    # the training images stay uint8 (Batches scales each batch): no float copy of them beside the lesson's own
+    x, y = threes_and_sevens(mnist.train_images, mnist.train_labels, scale=False)
     vx, vy = threes_and_sevens(mnist.test_images, mnist.test_labels)
     if graded if graded is not None else env.grading():
         keep = torch.randperm(len(x), generator=generator(2024))[:GRADING_SUBSET]
