@@ -493,8 +493,9 @@ def mnist_tensors(n_train: int | None = None):
 
     mnist = data.load_mnist(quiet=True)
     n = n_train or len(mnist.train_labels)
-    x = mnist.train_images[:n].float().div(255).unsqueeze(1)
-    x_test = mnist.test_images.float().div(255).unsqueeze(1)
+    # Scaled in place: no second float copy of the images at any moment (the lesson's kernel is short of memory).
+    x = mnist.train_images[:n].float().div_(255).unsqueeze(1)
+    x_test = mnist.test_images.float().div_(255).unsqueeze(1)
     return x, mnist.train_labels[:n], x_test, mnist.test_labels
 
 
