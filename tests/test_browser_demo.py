@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
-import warnings
 
 import pytest
-from test_lab import CHROMIUM_FLAGS, free_port, stop_group
+from test_lab import chromium_page, free_port, stop_group
 
 from conftest import ROOT
 
@@ -56,27 +54,6 @@ def serve_demo(env: dict | None = None):
         stop_group(server)
 
 
-@contextlib.contextmanager
-def chromium_page(width: int = 1280, height: int = 1000):
-    path = shutil.which("chromium")
-    if path is None:
-        message = ("NO BROWSER: Chromium is not installed, so the Voilà demo was NOT tested in a browser. "
-                   "Install it with `make browser` (Debian's chromium package) and run the tests again.")
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but Chromium is missing: `make test` should have installed it")
-        warnings.warn(message, stacklevel=1)
-        print(f"\n{'!' * 100}\n{message}\n{'!' * 100}", file=sys.stderr)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": width, "height": height})
-        finally:
-            browser.close()
-
-
 def first_render(page, url: str, timeout_s: float = 60) -> float:
     """Open the demo in ``page``; return the time.perf_counter() at which its first widget had drawn."""
     from playwright.sync_api import expect
@@ -98,7 +75,7 @@ def press(page, slider, key: str = "ArrowRight") -> None:
 def test_demo_renders_and_answers_in_voila():
     from playwright.sync_api import expect
 
-    with chromium_page() as page, serve_demo() as (url, launched, _):
+    with chromium_page("the Voilà demo was") as page, serve_demo() as (url, launched, _):
         rendered = first_render(page, url)
         print(f"demo: first widget drawn {rendered - launched:.1f} s after `handwritten demo` was launched")
 

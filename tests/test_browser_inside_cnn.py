@@ -7,14 +7,10 @@ with CI set, a missing Chromium is a failure."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import sys
-import warnings
 
 import pytest
-from test_lab import CHROMIUM_FLAGS, run_all_in_lab
+from test_lab import chromium_page, run_all_in_lab
 
 from conftest import ROOT
 
@@ -25,23 +21,8 @@ SCREENSHOT = ARTIFACTS / "inside-cnn-shift-explorer.png"
 
 @pytest.fixture
 def page():
-    path = shutil.which("chromium")
-    if path is None:
-        message = ("NO BROWSER: Chromium is not installed, so lesson 06's widgets were NOT tested in a browser. "
-                   "Install it with `make browser` (Debian's chromium package) and run the tests again.")
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but Chromium is missing: `make test` should have installed it")
-        warnings.warn(message, stacklevel=1)
-        print(f"\n{'!' * 100}\n{message}\n{'!' * 100}", file=sys.stderr)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_page("lesson 06's widgets were") as page:
+        yield page
 
 
 @pytest.mark.browser

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import nbformat
 import pytest
@@ -116,21 +117,33 @@ def lab():
         yield url
 
 
-@pytest.fixture
-def chromium():
+@contextlib.contextmanager
+def chromium_page(what: str, width: int = 1280, height: int = 1000):
+    """A Playwright page in Debian's Chromium. Without Chromium the test is skipped with a loud message
+    saying that ``what`` went untested; with CI set, a missing Chromium is a failure."""
     path = shutil.which("chromium")
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("CI is set but Chromium is missing: `make test` should have installed it")
-        pytest.skip("Chromium is not installed (`make browser` installs it; CI always does)")
+        message = (f"NO BROWSER: Chromium is not installed, so {what} NOT tested in a browser. "
+                   "Install it with `make browser` (Debian's chromium package) and run the tests again.")
+        warnings.warn(message, stacklevel=1)
+        print(f"\n{'!' * 100}\n{message}\n{'!' * 100}", file=sys.stderr)
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
         try:
-            yield browser.new_page()
+            yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+@pytest.fixture
+def chromium():
+    with chromium_page("JupyterLab was") as page:
+        yield page
 
 
 def test_serves_the_lessons_folder(lab):
