@@ -1,11 +1,15 @@
-"""The self-checks, proven fast and in-process: the instructor's answers pass every test cell,
-and every grader fixture (autograders/<lesson>/cases.toml) fails exactly the tests it names,
-with the message it names. test_grading.py proves the same through the real nbgrader."""
+"""The self-checks, proven fast and in-process: the instructor's answers pass every test cell (as
+graded and as a student's own run), and every grader fixture (autograders/<lesson>/cases.toml),
+run as nbgrader grades it, fails exactly the tests it names, with the message it names; the checks
+reach student code only through the seam, ``_core.call``. test_grading.py proves the fixtures
+through the real nbgrader."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 
 import nbformat
 import pytest
@@ -33,19 +37,28 @@ def _cells(lesson):
     return code[0].source, solutions, tests
 
 
-def run_tests(lesson, replacements=None):
+STUDENT = "<student's cell>"  # the file name the answers are compiled under: how the seam test knows their code
+
+
+def run_tests(lesson, replacements=None, *, graded=True, outside_the_seam=None):
     """Run the lesson's setup cell, its solution cells (with replacements) and every test cell,
-    hidden parts included, in one namespace: {test id: None or the failure}."""
+    hidden parts included, in one namespace: {test id: None or the failure}. ``graded``: as
+    nbgrader runs them when it grades (``NBGRADER_EXECUTION=autograde``: the checks train less),
+    else as a student's own run of the notebook does. With a list as
+    ``outside_the_seam``, every time student code starts running while no ``_core.call`` is under
+    way, its name and the test it ran in are added to that list."""
     setup, answers, tests = _cells(lesson)
+    edited = setup.replace("env.setup()", "env.setup(load_data=False)")
+    assert edited != setup, "the setup cell no longer calls env.setup(): update this test"
     ns: dict = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(setup.replace("env.setup()", "env.setup(load_data=False)"), ns)
+    with _grading(graded), contextlib.redirect_stdout(io.StringIO()):
+        exec(edited, ns)
         for grade_id, source in answers.items():
-            exec((replacements or {}).get(grade_id, source), ns)
+            exec(compile((replacements or {}).get(grade_id, source), STUDENT, "exec"), ns)
     results = {}
     for grade_id, source in tests:
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with _grading(graded), contextlib.redirect_stdout(io.StringIO()), _watch(outside_the_seam, grade_id):
                 exec(source, ns)
             results[grade_id] = None
         except Exception as error:  # noqa: BLE001 - any failure is a failed test
@@ -53,9 +66,60 @@ def run_tests(lesson, replacements=None):
     return results
 
 
+@contextlib.contextmanager
+def _grading(graded: bool):
+    """NBGRADER_EXECUTION set as nbgrader sets it while grading (or unset), then put back."""
+    saved = os.environ.pop("NBGRADER_EXECUTION", None)
+    if graded:
+        os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        yield
+    finally:
+        os.environ.pop("NBGRADER_EXECUTION", None)
+        if saved is not None:
+            os.environ["NBGRADER_EXECUTION"] = saved
+
+
+@contextlib.contextmanager
+def _watch(found, test):
+    """Note every start of student code outside the seam while the block runs (if ``found`` is a list)."""
+    if found is None:
+        yield
+        return
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == STUDENT and not _core.in_student_code():
+            found.append((test, frame.f_code.co_qualname))
+
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(None)
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_instructor_answers_pass_every_test(lesson):
-    assert run_tests(lesson) == {grade_id: None for grade_id, _ in _cells(lesson)[2]}
+def test_checks_reach_student_code_only_through_the_seam(lesson):
+    found = []
+    results = run_tests(lesson, outside_the_seam=found)
+    assert not any(results.values()), results
+    assert found == [], f"student code run outside _core.call: {sorted(set(found))}"
+
+
+def test_the_seam_watch_sees_a_direct_call():
+    found = []
+    namespace = {}
+    exec(compile("def corr2d(X, K):\n    return X", STUDENT, "exec"), namespace)
+    with _watch(found, "a test"):
+        namespace["corr2d"](1, 2)
+        _core.call("corr2d", namespace["corr2d"], 1, 2)
+    assert found == [("a test", "corr2d")]
+
+
+@pytest.mark.parametrize("graded", [True, False], ids=["graded", "self-check"])
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_instructor_answers_pass_every_test(lesson, graded):
+    assert run_tests(lesson, graded=graded) == {grade_id: None for grade_id, _ in _cells(lesson)[2]}
 
 
 CASES = [(lesson, case) for lesson in LESSONS for case in load_cases(COURSE, lesson)]

@@ -12,84 +12,20 @@ While nbgrader grades a notebook (``env.grading()``) there is no bar and no plot
 stderr would zero a test cell, and nobody watches.
 
 ``TensorBatches`` cuts batches from tensors held in memory (the fast way to feed a small dataset such
-as MNIST to a network); ``evaluate_accuracy`` is lesson 05's.
+as MNIST to a network); ``evaluate_accuracy`` is lesson 05's. All of them are the course's reference
+answers (``handwritten.reference``): one home for each.
 """
 
 from __future__ import annotations
 
 import time
 
-import torch
-from torch.utils.data import DataLoader
-
 from . import env
+from .reference.batching import TensorBatches
+from .reference.cnn import evaluate_accuracy
+from .reference.torch_nn import accuracy, fit_epoch, get_data, loss_batch
 
-
-def accuracy(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """The fraction of rows of scores ``out`` whose largest score is at the label ``yb``."""
-    return (out.argmax(dim=1) == yb).float().mean()
-
-
-def loss_batch(model, loss_func, xb, yb, opt=None, scheduler=None):
-    """The loss of one batch and its size; with an optimiser, also one training step."""
-    loss = loss_func(model(xb), yb)
-    if opt is not None:
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        if scheduler is not None:
-            scheduler.step()
-    return loss.item(), len(xb)
-
-
-def get_data(train_ds, valid_ds, bs: int):
-    """A shuffling training loader with batches of ``bs`` and an ordered validation loader of ``2 * bs``."""
-    return DataLoader(train_ds, batch_size=bs, shuffle=True), DataLoader(valid_ds, batch_size=bs * 2)
-
-
-class TensorBatches:
-    """Batches sliced from tensors already in memory: ``for xb, yb in TensorBatches(x, y, 64, shuffle=True)``.
-
-    It does what ``DataLoader(TensorDataset(x, y), batch_size, shuffle)`` does, without fetching
-    and stacking the items one by one: one random permutation per pass, then one indexing per batch.
-    ``generator`` makes the order reproducible."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
-                 generator: torch.Generator | None = None):
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} items but y has {len(y)}")
-        self.x, self.y, self.batch_size = x, y, int(batch_size)
-        self.shuffle, self.generator = shuffle, generator
-
-    def __len__(self) -> int:
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        n = len(self.x)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.x.device)
-            for start in range(0, n, self.batch_size):
-                idx = order[start:start + self.batch_size]
-                yield self.x[idx], self.y[idx]
-        else:
-            for start in range(0, n, self.batch_size):
-                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
-
-
-def evaluate_accuracy(net, data_iter) -> float:
-    """The fraction of the images in ``data_iter`` that ``net`` gets right: in evaluation mode (dropout
-    off), without gradients, on the device of the network's parameters. Leaves ``net`` in eval mode."""
-    if isinstance(net, torch.nn.Module):
-        net.eval()
-    device = next((p.device for p in net.parameters()), None) if isinstance(net, torch.nn.Module) else None
-    right, total = 0, 0
-    with torch.no_grad():
-        for X, y in data_iter:
-            if device is not None:
-                X, y = X.to(device), y.to(device)
-            right += int((net(X).argmax(dim=1) == y).sum())
-            total += y.numel()
-    return right / total
+__all__ = ["LivePlot", "TensorBatches", "accuracy", "evaluate_accuracy", "fit", "get_data", "loss_batch"]
 
 
 def _in_notebook() -> bool:
@@ -134,19 +70,8 @@ def fit(epochs: int, model, loss_func, opt, train_dl, valid_dl, *, scheduler=Non
     bar = tqdm(range(epochs), desc=desc, disable=graded)
     for _ in bar:
         start = time.perf_counter()
-        model.train()
-        train = [loss_batch(model, loss_func, xb, yb, opt, scheduler) for xb, yb in train_dl]
-        model.eval()
-        with torch.no_grad():
-            valid = [(*loss_batch(model, loss_func, xb, yb), float(accuracy(model(xb), yb))) for xb, yb in valid_dl]
-        n_train = sum(n for _, n in train)
-        n_valid = sum(n for _, n, _ in valid)
-        history.append({
-            "train_loss": sum(loss * n for loss, n in train) / n_train,
-            "valid_loss": sum(loss * n for loss, n, _ in valid) / n_valid,
-            "valid_accuracy": sum(acc * n for _, n, acc in valid) / n_valid,
-            "seconds": time.perf_counter() - start,
-        })
+        history.append(fit_epoch(model, loss_func, opt, train_dl, valid_dl, scheduler)
+                       | {"seconds": time.perf_counter() - start})
         bar.set_postfix(valid_loss=f"{history[-1]['valid_loss']:.4f}",
                         valid_accuracy=f"{history[-1]['valid_accuracy']:.3f}")
         if live is not None:

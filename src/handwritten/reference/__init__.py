@@ -1,0 +1,21 @@
+"""The course's own correct answers: one home for each, shared by the checks (which put them in place of a
+student's earlier answers, so that a mistake is penalised once), the widgets, the instructor demo and
+``handwritten.train``. Each module, and each answer's docstring, names the lesson that teaches it.
+
+=================  ======  =====================================================================
+module             lesson  what it holds
+=================  ======  =====================================================================
+``pixels``         01      the pixel-distance baseline: ``mnist_distance``, ``is_3``, its accuracy
+``sgd``            02      the seven steps: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
+                           ``BasicOptim``, ``train_model``
+``batching``       02, 05  ``TensorBatches``: mini-batches sliced from tensors held in memory
+``torch_nn``       03      ``log_softmax``, ``nll``, ``accuracy``, ``loss_batch``, ``fit``, ``get_data``
+``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, the output-shape formula
+``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``evaluate_accuracy``,
+                           ``train_fast``
+``inside_cnn``     06      ``rightness``, ``shift_image``
+``engine``         07      the tiny autograd engine: ``Tensor``, its ops, ``Module``, ``Linear``, ``SGD``
+=================  ======  =====================================================================
+
+The course's models (the seeds' networks, the pretrained ConvNet) live in ``handwritten.models``.
+"""
