@@ -23,8 +23,10 @@ $(CURDIR)/.tools/uv/bin/uv:
 	$(PYTHON) -m venv .tools/uv
 	.tools/uv/bin/pip install --quiet uv
 
+# --compile-bytecode: every kernel, grader and test process imports torch; without compiled bytecode (and with
+# PYTHONDONTWRITEBYTECODE set, or a read-only sandbox) each one compiles torch's sources again, seconds apiece.
 setup: | $(UV)  ## create or update the environment (.venv) from uv.lock
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 lab: setup  ## open the lessons in JupyterLab
 	$(RUN) jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)

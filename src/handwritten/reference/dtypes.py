@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["as_float"]
+
 
 def as_float(*tensors) -> list[torch.Tensor]:
     """The tensors in one floating dtype: float32, or wider if any of them is."""
