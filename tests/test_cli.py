@@ -1,27 +1,22 @@
-"""The instructor's command line and the collection of submissions, without grading anything
-(test_grading.py grades)."""
+"""The instructor's command line, ``handwritten``: what it prints and exits with, and its argument
+checks (tests/grading/ tests the pipeline behind it; test_grading.py grades through it)."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import subprocess
 import sys
-import zipfile
 
 import nbformat
 import pytest
 
-from handwritten.grading import CourseError
-from handwritten.grading.collect import collect
+import handwritten.grading as pipeline
+from handwritten import cli
+from handwritten.grading import Result
 
-LESSONS = ["04-convolutions-by-hand", "05-cnns"]
+from conftest import ROOT
+
 NB = "04-convolutions-by-hand"
-
-
-def touch(path, text="{}"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def handwritten(*args, cwd):
@@ -29,73 +24,43 @@ def handwritten(*args, cwd):
                           text=True, timeout=300)
 
 
-def test_folder_layouts(tmp_path):
-    touch(tmp_path / "alice" / f"{NB}.ipynb")
-    touch(tmp_path / "bob" / NB / f"{NB}.ipynb")                  # nbgrader's own nesting
-    touch(tmp_path / "bob" / "05-cnns.ipynb")
-    touch(tmp_path / "carol" / ".ipynb_checkpoints" / f"{NB}-checkpoint.ipynb")
-    touch(tmp_path / "dave" / "Untitled.ipynb")
-    found = collect(tmp_path, LESSONS)
-    assert [(s.student, s.assignment) for s in found.submissions] == [
-        ("alice", NB), ("bob", NB), ("bob", "05-cnns")]
-    assert len(found.problems) == 1 and "Untitled.ipynb" in found.problems[0]
+def test_grade_prints_each_row_and_counts_errors_by_status(monkeypatch, capsys, tmp_path):
+    graded = Result("ada", NB, score=3, max_score=4, notes=["a cell ran past the time limit and was interrupted"])
+    broken = Result.error("bo", NB, "not a readable notebook (no cells)")
+    kept = Result("cy", NB, score=4, max_score=4, kept=True, flags=["cell corr2d, line 2: touches sys.modules"])
+    monkeypatch.setattr(pipeline, "grade", lambda *a, **k: ([graded, broken, kept], ["stray.txt: not ..."]))
+    assert cli.main(["--course", str(ROOT), "grade", str(tmp_path), "--out", str(tmp_path / "g.csv")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "skipped: stray.txt: not ..." in out
+    rows = {line.split()[0]: line for line in out if line.startswith(("ada ", "bo ", "cy "))}
+    assert rows["ada"].endswith("3/4     graded; a cell ran past the time limit and was interrupted")
+    assert rows["bo"].endswith("0/0     error; not a readable notebook (no cells)")
+    assert rows["cy"].endswith("4/4     graded")
+    assert "integrity: cy 04-convolutions-by-hand: cell corr2d, line 2: touches sys.modules" in out
+    assert any("3 notebook(s): 2 graded now, 1 kept" in line and "1 with errors, 1 flagged" in line for line in out)
 
 
-def test_a_notebook_under_another_name_is_matched_by_its_cell_ids(tmp_path):
-    cells = [{"cell_type": "code", "source": "", "metadata": {"nbgrader": {"grade_id": g}}} for g in ("a", "b", "c")]
-    (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / "Untitled (final).ipynb").write_text(json.dumps({"cells": cells[:2]}))
-    (tmp_path / "bob").mkdir()
-    (tmp_path / "bob" / "notes.ipynb").write_text(json.dumps({"cells": cells[2:]}))  # a third of either
-    (tmp_path / "bob" / "broken.ipynb").write_text("{ not json")
-    ids = {NB: {"a", "b", "c"}, "05-cnns": {"c", "x", "y"}}
-    collected = collect(tmp_path, LESSONS, ids)
-    found = [(s.student, s.assignment, s.renamed) for s in collected.submissions]
-    assert found == [("alice", NB, "Untitled (final).ipynb")]
-    assert len(collected.problems) == 2 and all("not those of one lesson" in p for p in collected.problems)
+@pytest.mark.parametrize("words,field,value", [
+    (["grade", "x", "--shard", "1/4"], "shard", (1, 4)),
+    (["grade", "x", "--workers", "3"], "workers", 3),
+    (["grade", "x", "--wall-time", "60"], "wall_time", 60),
+])
+def test_arguments_are_parsed(words, field, value):
+    assert getattr(cli.build_parser().parse_args(words), field) == value
 
 
-def test_lms_names_and_resubmissions(tmp_path):
-    touch(tmp_path / f"alice_123_456_{NB}.ipynb")
-    touch(tmp_path / f"alice_123_457_{NB}-2.ipynb")
-    touch(tmp_path / f"alice_123_458_{NB}-1.ipynb")
-    touch(tmp_path / f"bob_LATE_124_459_{NB} (1).ipynb")
-    touch(tmp_path / f"{NB}.ipynb")                                # whose?
-    found = collect(tmp_path, LESSONS)
-    chosen = {s.student: s.path.name for s in found.submissions}
-    assert chosen == {"alice": f"alice_123_457_{NB}-2.ipynb", "bob": f"bob_LATE_124_459_{NB} (1).ipynb"}
-    assert sum("older copy" in p for p in found.problems) == 2
-    assert any("<student>_..._<lesson>.ipynb" in p for p in found.problems)
-
-
-def test_student_ids_are_safe_folder_names(tmp_path):
-    touch(tmp_path / "Jean-Luc Picard!" / f"{NB}.ipynb")
-    assert collect(tmp_path, LESSONS).submissions[0].student == "Jean-Luc_Picard"
-
-
-def test_zip_is_extracted_and_cleaned_up(tmp_path):
-    archive = tmp_path / "class.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(f"alice/{NB}.ipynb", "{}")
-        zf.writestr("__MACOSX/alice/._x.ipynb", "")
-    found = collect(archive, LESSONS)
-    assert [s.student for s in found.submissions] == ["alice"] and found.problems == []
-    workdir = found.workdir.name
-    found.workdir.cleanup()
-    assert not (tmp_path / workdir).exists()
-
-
-def test_unsafe_or_broken_zip_is_refused(tmp_path):
-    evil = tmp_path / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as zf:
-        zf.writestr(f"../../alice_1_2_{NB}.ipynb", "{}")
-    with pytest.raises(CourseError, match="unsafe path"):
-        collect(evil, LESSONS)
-    broken = touch(tmp_path / "broken.zip", "not a zip")
-    with pytest.raises(CourseError, match="not a readable zip"):
-        collect(broken, LESSONS)
-    with pytest.raises(CourseError, match="neither a folder"):
-        collect(tmp_path / "missing", LESSONS)
+@pytest.mark.parametrize("words,message", [
+    (["grade", "x", "--shard", "4/4"], "0 <= I < N"),
+    (["grade", "x", "--shard", "two"], "0 <= I < N"),
+    (["grade", "x", "--workers", "0"], "at least 1"),
+    (["grade", "x", "--timeout", "-5"], "at least 1"),
+])
+def test_bad_arguments_say_what_is_expected(words, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.build_parser().parse_args(words)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._positive("0")
 
 
 def test_release_check_catches_a_stale_lesson(course_copy):

@@ -1,7 +1,7 @@
 """The instructor demo, headless: demo/demo.ipynb runs top to bottom on a fresh kernel (nbclient), never
 trains (a kernel in which any optimiser step or backward pass raises runs it just the same), and builds its
-six widgets, each drawn; the digit classifier and its digit transforms work without a kernel; `handwritten
-demo` finds the notebook and starts Voilà on it."""
+six widgets, each drawn; `handwritten demo` finds the notebook and starts Voilà on it. (The demo's widgets
+without a kernel: tests/widgets/test_demo.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import time
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 
-from handwritten import cli, widgets
+from handwritten import cli
 
 from conftest import ROOT
 
@@ -76,79 +75,6 @@ def test_demo_runs_headless_without_training_and_builds_every_widget(executed):
     sliders = [m["state"] for m in state.values() if m["model_name"] in ("IntSliderModel", "FloatSliderModel")]
     assert sliders and all(s["continuous_update"] is False for s in sliders)
     json.dumps(state)  # serialisable, as Voilà needs it
-
-
-# ---------------------------------------------------------------- the classifier and its transforms, no kernel
-
-
-def bar() -> torch.Tensor:
-    x = torch.zeros(28, 28)
-    x[2:5, 8:20] = 1  # a horizontal bar near the top
-    return x
-
-
-def test_transform_digit_rotates_anticlockwise_resizes_adds_noise_and_inverts():
-    rows = lambda t: t.sum(1).nonzero().flatten().tolist()  # noqa: E731
-    cols = lambda t: t.sum(0).nonzero().flatten().tolist()  # noqa: E731
-    assert torch.equal(widgets.transform_digit(bar()), bar())
-    turned = widgets.transform_digit(bar(), rotate=90)  # the top goes to the left
-    assert max(cols(turned)) < 6 and 8 <= min(rows(turned))
-    assert max(rows(widgets.transform_digit(bar(), size=0.5))) < 12  # towards the centre, thinner
-    noisy = widgets.transform_digit(bar(), noise=0.3, seed=4)
-    assert torch.equal(noisy, widgets.transform_digit(bar(), noise=0.3, seed=4))
-    assert 0 <= noisy.min() <= noisy.max() <= 1
-    assert not torch.equal(noisy, widgets.transform_digit(bar(), noise=0.3, seed=5))
-    assert torch.equal(widgets.transform_digit(bar(), invert=True), 1 - bar())
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    return widgets.demo_inputs(40)
-
-
-def test_classifier_answers_and_answers_again(inputs):
-    net, _, images, labels = inputs
-    classifier = widgets.DigitClassifier(net, images, labels)
-    answers = []
-    for i in range(20):
-        classifier.index.value = i
-        assert f"image {i} · label {int(labels[i])} · prediction {classifier.prediction}" in classifier.status.value
-        answers.append(classifier.prediction)
-    assert sum(a == int(y) for a, y in zip(answers, labels[:20])) >= 18  # held-out digits, 3.6% test error
-    before = bytes(classifier.image.value)
-    classifier.rotate.value = 90
-    assert "rotated 90°" in classifier.status.value and bytes(classifier.image.value) != before
-    classifier.invert.value = True
-    assert "inverted" in classifier.status.value
-    assert all(not w.continuous_update for w in (classifier.index, classifier.rotate, classifier.size,
-                                                 classifier.noise))
-
-
-def test_classifier_reports_a_broken_model_and_stays(inputs):
-    _, _, images, labels = inputs
-
-    class Broken(torch.nn.Module):
-        def forward(self, x):
-            raise ValueError("no")
-
-    classifier = widgets.DigitClassifier(Broken(), images, labels)
-    assert classifier.status.value.startswith("⚠ the model raised ValueError: no")
-    assert bytes(classifier.image.value).startswith(b"\x89PNG")
-
-
-def test_classifier_is_not_drawn_while_grading(inputs, monkeypatch, capsys):
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert widgets.make_digit_classifier(inputs.trained, inputs.images) is None
-    assert "not drawn while the notebook is being graded" in capsys.readouterr().out
-
-
-def test_demo_widgets_builds_all_six_from_held_out_digits():
-    parts = widgets.demo_widgets(n=10)
-    assert [w._dom_classes[-1] for w in parts.values()] == CLASSES
-    assert all(bytes(w.image.value).startswith(b"\x89PNG") for w in parts.values())
-    net, untrained, images, labels = widgets.demo_inputs(10)
-    assert images.shape == (10, 28, 28) and not net.training
-    assert not torch.equal(net.conv1.weight, untrained.conv1.weight)
 
 
 # ---------------------------------------------------------------- handwritten demo

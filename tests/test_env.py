@@ -31,6 +31,7 @@ def test_setup_reports_everything_in_one_block(capfd, monkeypatch):
     assert "graded: no" in out
     assert "MNIST: bundled sample of real MNIST digits" in out
     assert course.mnist.kind == "sample" and course.graded is None
+    assert isinstance(course, env.Setup)  # what a lesson keeps as `course`: its setup, not grading's Course
 
 
 def test_setup_seeds_torch():

@@ -1,5 +1,6 @@
-"""Lesson 03's promise: every refactoring step trains exactly like the raw-tensor loop.
+"""Lessons 03 and 05's promise: every refactoring step trains exactly like the first version.
 
+Lesson 03: every refactoring step trains exactly like the raw-tensor loop.
 The lesson trains the same logistic regression nine times, each version replacing hand-written code by a
 piece of PyTorch (F.cross_entropy, nn.Module, nn.Linear, torch.optim, TensorDataset, DataLoader, a
 validation loop, loss_batch/fit/get_data), from the same initial weights and on the same batches in the
@@ -10,6 +11,10 @@ solutions the chain uses, every version of the training, the table) in one names
 sample, and check the table's claim with the notebook's own ``max_abs_diff`` and ``TOLERANCE``. They also
 prove that the comparison can fail: the same step with a shuffled batch order, or with the learning rate
 changed by one part in ten thousand, is caught.
+
+Lesson 05 does the same for the tutorial's CNN: ``Mnist_CNN``, then ``nn.Sequential`` with ``Lambda`` layers,
+then the reshaping moved into a ``WrappedDataLoader``, then ``AdaptiveAvgPool2d``, each trained for one epoch of
+the course's ``fit`` from the same seed on the same batches (the cells tagged ``equivalence`` of lesson 05).
 """
 
 from __future__ import annotations
@@ -23,21 +28,20 @@ import pytest
 from conftest import ROOT
 
 LESSON = "03-what-is-torch-nn"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 VERSIONS = ["1. raw tensors", "2. F.cross_entropy", "3. nn.Module + nn.Parameter", "4. nn.Linear",
             "5. torch.optim", "6. TensorDataset", "7. DataLoader", "8. validation",
             "9. loss_batch, fit, get_data"]
 
 
-def _tagged(tag: str) -> list:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def _tagged(tag: str, lesson: str = LESSON) -> list:
+    nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
     return [cell for cell in nb.cells if cell.cell_type == "code" and tag in cell.metadata.get("tags", [])]
 
 
-def _run(source: str, ns: dict, name: str) -> None:
+def _run(source: str, ns: dict, name: str, lesson: str = LESSON) -> None:
     # stdout: the notebook's prints; stderr: fit's progress bar (a terminal bar outside Jupyter)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        exec(compile(source, f"<{LESSON} {name}>", "exec"), ns)
+        exec(compile(source, f"<{lesson} {name}>", "exec"), ns)
 
 
 class Chain:
@@ -142,3 +146,57 @@ def test_a_learning_rate_changed_by_one_part_in_ten_thousand_is_caught(chain, ta
         assert diff > chain.ns["TOLERANCE"]
     with chain.rerun(tag, version) as diff:   # and unperturbed, it is the same again
         assert diff <= chain.ns["TOLERANCE"]
+
+
+# ---------------------------------------------------------------- lesson 05: the tutorial's CNN, refactored
+
+LESSON_05 = "05-cnns"
+VERSIONS_05 = ["1. Mnist_CNN", "2. nn.Sequential + Lambda", "3. WrappedDataLoader", "4. AdaptiveAvgPool2d"]
+
+
+@pytest.fixture(scope="module")
+def cnn_chain() -> dict:
+    ns: dict = {}
+    for cell in _tagged("equivalence", LESSON_05):
+        _run(cell.source, ns, cell.id, LESSON_05)
+    return ns
+
+
+def test_lesson_05_tags_the_whole_chain():
+    tags = {tag for cell in _tagged("equivalence", LESSON_05) for tag in cell.metadata["tags"]}
+    assert {"equivalence:first", "equivalence:sequential", "equivalence:wrapped", "equivalence:adaptive",
+            "equivalence:table"} <= tags
+
+
+def test_every_cnn_version_trains_like_the_first(cnn_chain):
+    trajectories, diff = cnn_chain["trajectories"], cnn_chain["max_abs_diff"]
+    assert list(trajectories) == VERSIONS_05
+    assert {len(t) for t in trajectories.values()} == {250}   # one epoch of the sample's 8,000 images, batches of 32
+    first = trajectories[VERSIONS_05[0]]
+    assert first[0] > 2.0 and sum(first[-20:]) / 20 < 2.0    # it starts near ln 10 and learns
+    diffs = {v: diff(trajectories[v], first) for v in VERSIONS_05}
+    assert diffs == cnn_chain["vs_first"]                     # what the notebook's table showed
+    # Sequential and WrappedDataLoader change no operation: bit for bit the same. The adaptive pooling sums
+    # in its own order: float32 rounding, far below the tolerance.
+    assert diffs[VERSIONS_05[1]] == diffs[VERSIONS_05[2]] == 0.0
+    assert diffs[VERSIONS_05[3]] < cnn_chain["TOLERANCE"] / 10
+
+
+@pytest.mark.parametrize("change", ["learning rate", "shuffled batches"])
+def test_a_real_change_to_the_cnn_is_caught(cnn_chain, change):
+    (cell,) = _tagged("equivalence:wrapped", LESSON_05)
+    source = cell.source
+    saved_lr, saved_losses = cnn_chain["lr"], cnn_chain["trajectories"][VERSIONS_05[2]]
+    if change == "learning rate":
+        cnn_chain["lr"] = saved_lr * (1 + 1e-4)
+    else:
+        source = source.replace("WrappedDataLoader(fixed_order, preprocess)",
+                                "WrappedDataLoader(DataLoader(train_ds, batch_size=bs, shuffle=True), preprocess)")
+        assert source != cell.source, "the cell changed: update this test"
+    try:
+        _run(source, cnn_chain, f"{cell.id} (perturbed)", LESSON_05)   # its functions look names up in this namespace
+        diff = cnn_chain["max_abs_diff"](cnn_chain["trajectories"][VERSIONS_05[2]],
+                                         cnn_chain["trajectories"][VERSIONS_05[0]])
+    finally:
+        cnn_chain["lr"], cnn_chain["trajectories"][VERSIONS_05[2]] = saved_lr, saved_losses
+    assert diff > 10 * cnn_chain["TOLERANCE"]

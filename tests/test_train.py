@@ -1,6 +1,6 @@
-"""The course's reference training helpers (handwritten.train), lesson 05's reference models, and lesson 05's
-promise that rewriting the tutorial's CNN (nn.Sequential + Lambda, WrappedDataLoader, AdaptiveAvgPool2d)
-leaves its training unchanged."""
+"""The course's training helpers for the lessons after 03 and 05 (handwritten.train): TensorBatches,
+evaluate_accuracy, fit with its bar, scheduler and live plot. (Lesson 03's and 05's promise
+that each refactoring trains like the first version is tests/test_equivalence.py; the models, test_models.py.)"""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import contextlib
 import io
 import math
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from handwritten import models, plots, train
-from handwritten.checks import torch_nn
-
-from conftest import ROOT
+from handwritten import train
+from handwritten.reference import torch_nn
 
 
 def _problem(seed=0, n=50, n_in=6, n_classes=3):
@@ -100,8 +97,8 @@ def test_fit_gives_lesson_03s_history():
     reference.load_state_dict(model.state_dict())
     with contextlib.redirect_stderr(io.StringIO()):
         history = train.fit(3, model, F.cross_entropy, optim.SGD(model.parameters(), lr=0.3), train_dl, valid_dl)
-    expected = torch_nn.ref_fit(3, reference, F.cross_entropy, optim.SGD(reference.parameters(), lr=0.3),
-                                train_dl, valid_dl)
+    expected = torch_nn.fit(3, reference, F.cross_entropy, optim.SGD(reference.parameters(), lr=0.3),
+                            train_dl, valid_dl)
     assert len(history) == 3
     for got, want in zip(history, expected):
         assert got["seconds"] >= 0
@@ -149,97 +146,3 @@ def test_live_plot_displays_once_then_updates(monkeypatch):
     live.update(history + [{"train_loss": 0.5, "valid_loss": 0.6, "valid_accuracy": 0.8}])
     assert [kind for kind, _ in shown] == ["display", "update"]
     assert all(type(fig).__name__ == "Figure" for _, fig in shown)
-
-
-def test_race_figure():
-    fig = plots.race_figure({"slow": [(0, 0.1), (2.0, 0.3)], "fast": [(0, 0.1), (0.2, 0.35)]}, target=0.3)
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 3
-
-
-# ---------------------------------------------------------------- lesson 05's reference models
-
-
-def test_lenet_shapes_and_parameters():
-    net = models.LeNet()
-    assert sum(p.numel() for p in net.parameters()) == 61_706
-    x = torch.zeros(1, 1, 28, 28)
-    shapes = []
-    for layer in net:
-        x = layer(x)
-        shapes.append(tuple(x.shape[1:]))
-    assert shapes[0] == (6, 28, 28) and shapes[2] == (6, 14, 14) and shapes[3] == (16, 10, 10)
-    assert shapes[5] == (16, 5, 5) and shapes[6] == (400,) and shapes[-1] == (10,)
-    relu = models.LeNet(nn.ReLU, nn.MaxPool2d)
-    assert isinstance(relu[1], nn.ReLU) and isinstance(relu[2], nn.MaxPool2d)
-
-
-def test_mnist_cnn_takes_rows_or_images():
-    torch.manual_seed(0)
-    net = models.Mnist_CNN()
-    x = torch.rand(3, 784)
-    assert net(x).shape == (3, 10)
-    assert torch.equal(net(x), net(x.view(3, 1, 28, 28)))
-
-
-# ---------------------------------------------------------------- lesson 05: the refactors train alike
-
-LESSON = "05-cnns"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
-VERSIONS = ["1. Mnist_CNN", "2. nn.Sequential + Lambda", "3. WrappedDataLoader", "4. AdaptiveAvgPool2d"]
-
-
-def _tagged(tag: str) -> list:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    return [c for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
-
-
-def _run(source: str, ns: dict) -> None:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        exec(compile(source, f"<{LESSON}>", "exec"), ns)
-
-
-@pytest.fixture(scope="module")
-def chain() -> dict:
-    ns: dict = {}
-    for cell in _tagged("equivalence"):
-        _run(cell.source, ns)
-    return ns
-
-
-def test_the_notebook_tags_the_whole_chain():
-    tags = {tag for cell in _tagged("equivalence") for tag in cell.metadata["tags"]}
-    assert {"equivalence:first", "equivalence:sequential", "equivalence:wrapped", "equivalence:adaptive",
-            "equivalence:table"} <= tags
-
-
-def test_every_version_trains_like_the_first(chain):
-    trajectories, diff = chain["trajectories"], chain["max_abs_diff"]
-    assert list(trajectories) == VERSIONS
-    assert len({len(t) for t in trajectories.values()}) == 1
-    first = trajectories[VERSIONS[0]]
-    assert first[0] > 2.0 and sum(first[-20:]) / 20 < 2.0    # it starts near ln 10 and learns
-    diffs = {v: diff(trajectories[v], first) for v in VERSIONS}
-    assert diffs == chain["vs_first"]                        # what the notebook's table showed
-    # Sequential and WrappedDataLoader change no operation: bit for bit the same. The adaptive pooling sums
-    # in its own order: float32 rounding, far below the tolerance.
-    assert diffs[VERSIONS[1]] == diffs[VERSIONS[2]] == 0.0
-    assert diffs[VERSIONS[3]] < chain["TOLERANCE"] / 10
-
-
-@pytest.mark.parametrize("change", ["learning rate", "shuffled batches"])
-def test_a_real_change_is_caught(chain, change):
-    (cell,) = _tagged("equivalence:wrapped")
-    source = cell.source
-    saved_lr, saved_losses = chain["lr"], chain["trajectories"][VERSIONS[2]]
-    if change == "learning rate":
-        chain["lr"] = saved_lr * (1 + 1e-4)
-    else:
-        source = source.replace("WrappedDataLoader(fixed_order, preprocess)",
-                                "WrappedDataLoader(DataLoader(train_ds, batch_size=bs, shuffle=True), preprocess)")
-        assert source != cell.source, "the cell changed: update this test"
-    try:
-        _run(source, chain)   # the notebook's functions look their names up in this namespace
-        diff = chain["max_abs_diff"](chain["trajectories"][VERSIONS[2]], chain["trajectories"][VERSIONS[0]])
-    finally:
-        chain["lr"], chain["trajectories"][VERSIONS[2]] = saved_lr, saved_losses
-    assert diff > 10 * chain["TOLERANCE"]

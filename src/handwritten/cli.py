@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .files import find_up
+
 
 def _course(args):
     from .grading import Course
@@ -46,9 +48,10 @@ def cmd_grade(args) -> int:
                               wall_time=args.wall_time, shard=args.shard)
     for problem in problems:
         print(problem if problem.startswith("WARNING") else f"skipped: {problem}")
-    errors = [r for r in results if not r.status.startswith("graded")]
+    errors = [r for r in results if not r.graded]
     for r in results:
-        print(f"{r.student:<24} {r.assignment:<28} {r.score:>5g}/{r.max_score:<5g} {r.status}")
+        print(f"{r.student:<24} {r.assignment:<28} {r.score:>5g}/{r.max_score:<5g} {r.status}"
+              + "".join(f"; {note}" for note in r.notes))
     flagged = [r for r in results if r.flags]
     for r in flagged:
         print(f"integrity: {r.student} {r.assignment}: " + "; ".join(r.flags))
@@ -105,9 +108,9 @@ DEMO = Path("demo") / "demo.ipynb"
 def demo_notebook(course: str | None = None) -> Path:
     """The demo notebook of the course folder ``course``, else of the folder containing the current directory."""
     start = Path(course or Path.cwd()).resolve()
-    for folder in (start,) if course else (start, *start.parents):
-        if (folder / DEMO).is_file():
-            return folder / DEMO
+    folder = find_up(start, DEMO, parents=not course)
+    if folder is not None:
+        return folder / DEMO
     raise FileNotFoundError(f"no {DEMO} at or above {start}: run this from the course folder (a clone of the "
                             "course's repository), or pass --course.")
 

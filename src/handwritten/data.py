@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .files import write_atomic
+
 SAMPLE_ROOT = pathlib.Path(__file__).with_name("mnist_sample")
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -219,9 +221,9 @@ def _load_full() -> MNIST:
             tensors = _download(root)
             buffer = io.BytesIO()
             torch.save(tensors, buffer)
-            _write_atomic(root / CACHE_NAME, buffer.getvalue())
+            write_atomic(root / CACHE_NAME, buffer.getvalue())
             digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-            _write_atomic(root / f"{CACHE_NAME}.sha256", f"{digest}  {CACHE_NAME}\n".encode())
+            write_atomic(root / f"{CACHE_NAME}.sha256", f"{digest}  {CACHE_NAME}\n".encode())
         _memo["full"] = MNIST(**tensors, kind="full", root=root)
     return _memo["full"]
 
@@ -266,18 +268,6 @@ def _check_writable(root: pathlib.Path) -> None:
     except OSError as err:
         message = f"MNIST: cannot write to the data folder {root} ({err.strerror or err}); {HINT}."
         raise _Unavailable(message, reason=f"cannot write to {root}; {HINT}") from err
-
-
-def _write_atomic(path: pathlib.Path, payload: bytes) -> None:
-    """Write to a temporary file next to path, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _download(root: pathlib.Path) -> dict[str, torch.Tensor]:

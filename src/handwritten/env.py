@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __version__
+from .files import find_up
 
 # Minimum versions the lessons are written and tested against (major.minor).
 REQUIRED = {
@@ -35,15 +36,13 @@ FIX = ("To fix it, open the course with `make lab` from the course folder (it in
        "environment and starts JupyterLab with it), or run `uv sync` there and pick the kernel "
        "of its .venv. With conda: `conda env update -f environment.yml`, then restart the kernel.")
 MIN_PYTHON = (3, 11)
+CLONE = ("uv.lock", "Makefile")  # what marks a clone of the course's repository
 PLACES = {"binder": "Binder", "conda": "conda environment", "venv": "virtual environment", "python": "system Python"}
 
 
 def _course_folder() -> Path | None:
     """The course folder this package is used from (a clone with a Makefile and uv.lock), if any."""
-    for folder in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
-        if (folder / "uv.lock").is_file() and (folder / "Makefile").is_file():
-            return folder
-    return None
+    return find_up(Path.cwd(), *CLONE) or find_up(Path(__file__).parent, *CLONE)
 
 
 def where() -> str:
@@ -96,8 +95,8 @@ class EnvironmentProblem(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Course:
-    """What ``setup`` found and set."""
+class Setup:
+    """What ``setup`` found and set (a lesson keeps it as ``course = env.setup()``)."""
     versions: dict
     threads: int
     seed: int
@@ -156,7 +155,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(seed: int = 0, *, load_data: bool = True) -> Course:
+def setup(seed: int = 0, *, load_data: bool = True) -> Setup:
     """Check versions, use ``HANDWRITTEN_THREADS`` torch threads (default 1: on a shared or
     one-core machine more threads are slower), seed Python, NumPy and torch, load MNIST and
     print one block that says all of it."""
@@ -181,4 +180,4 @@ def setup(seed: int = 0, *, load_data: bool = True) -> Course:
         from . import data
         print("  ", end="")
         mnist = data.load_mnist()
-    return Course(versions=versions, threads=threads, seed=seed, graded=graded, mnist=mnist)
+    return Setup(versions=versions, threads=threads, seed=seed, graded=graded, mnist=mnist)

@@ -10,7 +10,8 @@ followed by ReLU and 2x2 max pooling, then 392 -> 512 -> 10 dense layers with dr
 with ``log_softmax`` over the classes (``dim=1``): one distribution per image.
 
 The weights (``weights/convnet.pt``, float16) were trained on the bundled MNIST sample by
-``tools/train_pretrained.py``, which regenerates them byte for byte.
+``tools/train_pretrained.py``, which regenerates them (byte for byte on one machine; on another, to the same
+accuracy: ``weights/README.md``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Lesson 01's additions: the shaded pixel table (headless) and the behaviour of its checks that
-the grader fixtures do not show (stdout only, never claiming hidden tests passed, unfinished work
-propagating, odd return types explained)."""
+"""Lesson 01's checks (``handwritten.checks.pixels``): what the grader fixtures do not show (stdout only, never
+claiming hidden tests passed, unfinished work propagating, other errors named, odd return types explained), and
+the shaded pixel table the lesson draws (headless)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from matplotlib.figure import Figure
 
 from handwritten import plots
 from handwritten.checks import pixels as check
+from handwritten.reference import pixels as reference
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +57,21 @@ def test_pixel_table_wants_a_matrix():
 
 
 def is_3_reference(data):
-    return check.reference_is_3(data["mean3"], data["mean7"])
+    return functools.partial(reference.is_3, mean3=data["mean3"], mean7=data["mean7"])
 
 
 def test_lesson_data_is_the_lessons_split(data):
     assert data["train3"].dtype == torch.float32 and float(data["train3"].max()) <= 1.0
     assert data["mean3"].shape == (28, 28)
     assert len(data["valid3"]) > 0 and len(data["valid7"]) > 0
-    accuracy = check.ref_validation_accuracy(data["valid3"], data["valid7"], is_3_reference(data))
+    accuracy = reference.validation_accuracy(data["valid3"], data["valid7"], is_3_reference(data))
     assert 0.85 < accuracy < 1.0  # the baseline is good, not perfect
 
 
 def test_checks_print_only_to_stdout(capfd):
-    check.mnist_distance(check.ref_mnist_distance)
-    check.mnist_distance_hidden(check.ref_mnist_distance, seed=3)
-    check.numbers_grid(check.ref_numbers_grid)
+    check.mnist_distance(reference.mnist_distance)
+    check.mnist_distance_hidden(reference.mnist_distance, seed=3)
+    check.numbers_grid(reference.numbers_grid)
     out, err = capfd.readouterr()
     assert "public checks passed" in out and "Hidden tests run when your work is graded" in out
     assert "mnist_distance: hidden tests passed" in out
@@ -76,7 +79,7 @@ def test_checks_print_only_to_stdout(capfd):
 
 
 def test_visible_checks_never_claim_hidden_tests_passed(capsys):
-    check.bottom_right_doubled(check.ref_bottom_right_doubled)
+    check.bottom_right_doubled(reference.bottom_right_doubled)
     out = capsys.readouterr().out
     assert "public checks passed" in out and "hidden tests passed" not in out
 
@@ -132,13 +135,52 @@ def test_is_3_may_answer_with_zeros_and_ones(data):
     ("lambda threes, sevens: (~is_3(sevens)).float().mean()", "only the 7s"),
 ])
 def test_accuracy_mistakes_are_named(data, answer, fragment):
-    reference = is_3_reference(data)
-    namespace = {"torch": torch, "REF": lambda t, s: check.ref_validation_accuracy(t, s, reference)}
+    baseline = is_3_reference(data)
+    namespace = {"torch": torch, "REF": lambda t, s: reference.validation_accuracy(t, s, baseline)}
     fn = eval(answer, namespace)
     with pytest.raises(AssertionError, match=fragment):
         check.validation_accuracy(fn)
 
 
 def test_accuracy_as_a_numpy_number_is_fine(data):
-    reference = is_3_reference(data)
-    check.validation_accuracy(lambda t, s: np.float64(check.ref_validation_accuracy(t, s, reference)))
+    baseline = is_3_reference(data)
+    check.validation_accuracy(lambda t, s: np.float64(reference.validation_accuracy(t, s, baseline)))
+
+
+def test_every_visible_check_has_a_hidden_one():
+    visible = [name for name in check.__all__ if not name.endswith("_hidden") and name != "lesson_data"]
+    assert sorted(visible) == ["bottom_right_doubled", "is_3", "mnist_distance", "numbers_grid",
+                               "validation_accuracy"]
+    assert all(f"{name}_hidden" in check.__all__ for name in visible)
+
+
+def test_lesson_data_is_new_every_time(data):
+    """Student code may change what it is given: one check's inputs never leak into the next."""
+    first = check.lesson_data()
+    first["valid3"].zero_()
+    first["mean3"].zero_()
+    again = check.lesson_data()
+    assert torch.equal(again["valid3"], data["valid3"]) and float(again["mean3"].sum()) > 0
+
+
+def test_lesson_data_holds_the_digits_it_names(data):
+    from handwritten.data import load_mnist
+
+    mnist = load_mnist(quiet=True)
+    threes = mnist.train_images[mnist.train_labels == 3].float() / 255
+    assert torch.equal(data["mean3"], threes.mean(0))
+    assert len(data["valid7"]) == int((mnist.test_labels == 7).sum())
+    assert len(data["valid_all"]) == len(mnist.test_images)
+
+
+def test_an_error_in_student_code_fails_the_check_and_names_it():
+    with pytest.raises(AssertionError, match=r"numbers_grid\(3\) raised ZeroDivisionError"):
+        check.numbers_grid(lambda n: 1 / 0)
+
+
+def test_is_3_failing_on_one_image_is_not_blamed_on_batches():
+    namespace = {}
+    exec("def is_3(x):\n    return x.item() > 0", namespace)
+    with pytest.raises(AssertionError, match="is_3 for a single validation 3 raised RuntimeError"):
+        check.is_3(namespace["is_3"])
+

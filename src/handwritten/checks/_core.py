@@ -164,7 +164,7 @@ def as_number(name: str, value, what: str = "the result") -> float:
         if value.numel() != 1:
             fail(f"{name}: {what} should be one number, got a tensor of shape {tuple(value.shape)}.")
         return float(value.detach())
-    if isinstance(value, bool):
+    if isinstance(value, bool | str | bytes):
         fail(f"{name}: {what} should be a number, got {value!r}.")
     try:
         return float(value)

@@ -1,8 +1,9 @@
 """Checks for lesson 04, convolutions by hand: ``corr2d``, ``Conv2D``, the output-shape
 formula, the learned edge kernel, multi-channel correlation, 1x1 convolution and ``pool2d``.
 
-The oracle is PyTorch: ``F.conv2d`` computes cross-correlation exactly as the lesson defines
-it, and ``F.max_pool2d`` / ``F.avg_pool2d`` pool with the same padding rules.
+The oracle is PyTorch, through the course's answers in ``handwritten.reference.convolution``: ``F.conv2d``
+computes cross-correlation exactly as the lesson defines it, and ``F.max_pool2d`` / ``F.avg_pool2d`` pool with
+the same padding rules. Every call into the student's code goes through ``_core.call``.
 """
 
 from __future__ import annotations
@@ -13,72 +14,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import (
-    as_tensor,
-    close,
-    compare,
-    dimension_hint,
-    fail,
-    generator,
-    not_hard_coded,
-    passed,
-    references_in_place,
-)
+from ..reference import convolution as reference
+from ._core import (as_float, as_tensor, call, close, compare, dimension_hint, fail, generator, not_hard_coded, passed,
+                    passed_hidden, randn, references_in_place)
 
-# ---------------------------------------------------------------- reference implementations
-
-
-def _float(*tensors):
-    dtype = torch.float32
-    for t in tensors:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return [t.to(dtype) for t in tensors]
-
-
-def ref_corr2d(X, K):
-    X, K = _float(X, K)
-    return F.conv2d(X[None, None], K[None, None])[0, 0]
-
-
-def ref_corr2d_multi_in(X, K):
-    X, K = _float(X, K)
-    return F.conv2d(X[None], K[None])[0, 0]
-
-
-def ref_corr2d_multi_in_out(X, K):
-    X, K = _float(X, K)
-    return F.conv2d(X[None], K)[0]
-
-
-def ref_pool2d(X, pool_size, mode="max", padding=(0, 0), stride=(1, 1)):
-    (X,) = _float(X)
-    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
-    return pool(X[None, None], pool_size, stride=stride, padding=padding)[0, 0]
-
-
-def ref_output_shape(input_size, kernel_size, padding=(0, 0), stride=(1, 1)):
-    x = torch.zeros(1, 1, *input_size)
-    w = torch.zeros(1, 1, *kernel_size)
-    return tuple(F.conv2d(x, w, padding=padding, stride=stride).shape[2:])
-
+__all__ = [
+    "conv2d", "conv2d_hidden", "corr2d", "corr2d_1x1", "corr2d_1x1_hidden", "corr2d_hidden", "corr2d_multi_in",
+    "corr2d_multi_in_hidden", "corr2d_multi_in_out", "corr2d_multi_in_out_hidden", "learned_kernel",
+    "learned_kernel_hidden", "output_shape", "output_shape_hidden", "pool2d", "pool2d_hidden",
+    "pool2d_padding_stride", "pool2d_padding_stride_hidden",
+]
 
 # ---------------------------------------------------------------- the lesson's examples
 
 
-def worked_example():
+def _worked_example():
     X = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
     K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     return X, K
 
 
-def hollow_square():
+def _hollow_square():
     """The 8x8 image with a 4x4 hole, and the edge kernel K = [[1, -1]]."""
     X = torch.ones((8, 8))
     X[2:6, 2:6] = 0
     return X, torch.tensor([[1.0, -1.0]])
 
 
-def multi_channel_example():
+def _multi_channel_example():
     X = torch.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
                       [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]])
     K = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
@@ -102,33 +65,29 @@ def _random_shapes(g, n_cases, max_size=9):
     return cases
 
 
-def _randn(g, *shape, dtype=torch.float32):
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
-
-
 # ---------------------------------------------------------------- corr2d
 
 
 def _corr2d_mistakes(X, K, Y):
     mistakes = [("this is convolution, not cross-correlation: the kernel is flipped. "
                  "Cross-correlation multiplies X[i + a, j + b] by K[a, b], without flipping K.",
-                 ref_corr2d(X, K.flip(0, 1)))]
+                 reference.corr2d(X, K.flip(0, 1)))]
     if Y.shape[0] == Y.shape[1]:
         mistakes.append(("the output is transposed: Y[i, j] belongs to row i and column j.", Y.T))
     return mistakes
 
 
 def _check_corr2d(fn, X, K, case):
-    expected = ref_corr2d(X, K)
-    compare("corr2d", fn(X, K), expected, case=case,
+    expected = reference.corr2d(X, K)
+    compare("corr2d", call("corr2d", fn, X, K), expected, case=case,
             shape_hint=lambda got, want: dimension_hint(got, want, tuple(X.shape)),
             mistakes=_corr2d_mistakes(X, K, expected))
 
 
 def corr2d(fn):
     """Visible check: the lesson's two examples."""
-    examples = [(*worked_example(), "the 3x3 example with the 2x2 kernel"),
-                (*hollow_square(), "the 8x8 hollow square with K = [[1, -1]]")]
+    examples = [(*_worked_example(), "the 3x3 example with the 2x2 kernel"),
+                (*_hollow_square(), "the 8x8 hollow square with K = [[1, -1]]")]
     not_hard_coded("corr2d", fn, [(X, K) for X, K, _ in examples])
     for X, K, case in examples:
         _check_corr2d(fn, X, K, case)
@@ -137,21 +96,21 @@ def corr2d(fn):
 
 def corr2d_hidden(fn, seed):
     g = generator(seed)
-    not_hard_coded("corr2d", fn, [(_randn(g, 5, 6), _randn(g, 2, 3)) for _ in range(2)])
+    not_hard_coded("corr2d", fn, [(randn(g, 5, 6), randn(g, 2, 3)) for _ in range(2)])
     for i, (xs, ks) in enumerate(_random_shapes(g, 6)):
         dtype = torch.float64 if i % 2 else torch.float32
-        X, K = _randn(g, *xs, dtype=dtype), _randn(g, *ks, dtype=dtype)
+        X, K = randn(g, *xs, dtype=dtype), randn(g, *ks, dtype=dtype)
         _check_corr2d(fn, X, K, f"a random {xs} {str(dtype)[6:]} input and a {ks} kernel")
-    print("✓ corr2d: hidden tests passed.")
+    passed_hidden("corr2d")
 
 
 # ---------------------------------------------------------------- Conv2D
 
 
-def conv2d_module(cls, kernel_size=(1, 2)):
+def _check_conv2d(cls, kernel_size):
     """Check a ``Conv2D(kernel_size)`` layer built on ``corr2d`` (the reference one is used)."""
-    with references_in_place(cls, corr2d=ref_corr2d):
-        layer = cls(kernel_size)
+    with references_in_place(cls, corr2d=reference.corr2d):
+        layer = call(f"Conv2D({tuple(kernel_size)})", cls, kernel_size)
         if not isinstance(layer, nn.Module):
             fail("Conv2D should be a subclass of nn.Module (class Conv2D(nn.Module): ...).")
         params = dict(layer.named_parameters())
@@ -168,23 +127,23 @@ def conv2d_module(cls, kernel_size=(1, 2)):
             fail(f"the bias is one number shared by every output (shape (1,)), "
                  f"not shape {tuple(layer.bias.shape)}.")
         g = generator(sum(kernel_size))
-        X = _randn(g, kernel_size[0] + 4, kernel_size[1] + 5)
-        K = _randn(g, *kernel_size)
+        X = randn(g, kernel_size[0] + 4, kernel_size[1] + 5)
+        K = randn(g, *kernel_size)
         with torch.no_grad():
             layer.weight.copy_(K)
             layer.bias.fill_(0.5)
-        Y = as_tensor("Conv2D.forward", layer(X))
-        expected = ref_corr2d(X, K) + 0.5
+        Y = as_tensor("Conv2D.forward", call("Conv2D.forward", layer, X))
+        expected = reference.corr2d(X, K) + 0.5
         compare("Conv2D.forward", Y, expected, case=f"a {tuple(X.shape)} input",
                 shape_hint=dimension_hint,
                 mistakes=[("the bias is missing: forward returns corr2d(x, self.weight) + self.bias.",
-                           ref_corr2d(X, K))])
+                           reference.corr2d(X, K))])
         if not Y.requires_grad:
             fail("the output does not depend on the parameters through autograd: "
                  "compute it from self.weight and self.bias with torch operations.")
         Y.sum().backward()
         Kr = K.clone().requires_grad_(True)
-        ref_corr2d(X, Kr).sum().backward()
+        reference.corr2d(X, Kr).sum().backward()
         if layer.weight.grad is None or not close(layer.weight.grad.reshape(K.shape), Kr.grad):
             fail("the weight's gradient is wrong: forward should use self.weight as the kernel.")
         if layer.bias.grad is None or not close(layer.bias.grad.sum(), torch.tensor(float(Y.numel()))):
@@ -192,7 +151,7 @@ def conv2d_module(cls, kernel_size=(1, 2)):
 
 
 def conv2d(cls):
-    conv2d_module(cls, (1, 2))
+    _check_conv2d(cls, (1, 2))
     passed("Conv2D", 1)
 
 
@@ -200,18 +159,18 @@ def conv2d_hidden(cls, seed):
     g = generator(seed)
     for _ in range(3):
         kh, kw = (int(v) for v in torch.randint(1, 5, (2,), generator=g))
-        conv2d_module(cls, (kh, kw))
-    print("✓ Conv2D: hidden tests passed.")
+        _check_conv2d(cls, (kh, kw))
+    passed_hidden("Conv2D")
 
 
 # ---------------------------------------------------------------- the output-shape formula
 
 
 def _as_shape(name, value):
-    try:
-        shape = tuple(value)
-    except TypeError:
-        fail(f"{name} should return a pair (height, width), got {value!r}.")
+    def not_a_pair(error):
+        return f"{name} should return a pair (height, width), got {value!r}." if isinstance(error, TypeError) else None
+
+    shape = call(f"tuple({name}(...))", tuple, value, explain=not_a_pair)  # a generator runs student code
     if len(shape) != 2:
         fail(f"{name} should return a pair (height, width), got {value!r}.")
     for v in shape:
@@ -220,7 +179,7 @@ def _as_shape(name, value):
     return tuple(int(v) for v in shape)
 
 
-WRONG_SHAPE_FORMULAS = [
+_WRONG_SHAPE_FORMULAS = [
     ("the first window is missing: the formula is (n - k + 2p + s) // s, i.e. (n - k + 2p) // s + 1.",
      lambda n, k, p, s: (n - k + 2 * p) // s),
     ("padding counted once: PyTorch's padding=p adds p rows at the top AND p at the bottom, "
@@ -233,8 +192,8 @@ WRONG_SHAPE_FORMULAS = [
 def _check_output_shapes(fn, cases):
     """Compare with nn.Conv2d on every case; explain a mismatch by the wrong formula that
     reproduces *all* of the student's answers, if there is one."""
-    got = [_as_shape("conv_output_shape", fn(*case)) for case in cases]
-    expected = [ref_output_shape(*case) for case in cases]
+    got = [_as_shape("conv_output_shape", call("conv_output_shape", fn, *case)) for case in cases]
+    expected = [reference.conv_output_shape(*case) for case in cases]
     wrong = [i for i in range(len(cases)) if got[i] != expected[i]]
     if not wrong:
         return
@@ -242,14 +201,14 @@ def _check_output_shapes(fn, cases):
     n, k, p, s = cases[i]
     message = (f"conv_output_shape for input {n}, kernel {k}, padding {p}, stride {s}: "
                f"got {got[i]}, nn.Conv2d gives {expected[i]}.")
-    for description, formula in WRONG_SHAPE_FORMULAS:
+    for description, formula in _WRONG_SHAPE_FORMULAS:
         if all(got[j][axis] == formula(*(arg[axis] for arg in cases[j]))
                for j in range(len(cases)) for axis in range(2)):
             fail(f"{message} It looks like {description}")
     fail(message)
 
 
-LESSON_SHAPE_CASES = [
+_LESSON_SHAPE_CASES = [
     ((8, 8), (3, 3), (1, 1), (1, 1)),
     ((8, 8), (5, 3), (2, 1), (1, 1)),
     ((8, 8), (3, 3), (1, 1), (2, 2)),
@@ -258,8 +217,8 @@ LESSON_SHAPE_CASES = [
 
 
 def output_shape(fn):
-    _check_output_shapes(fn, LESSON_SHAPE_CASES)
-    passed("conv_output_shape", len(LESSON_SHAPE_CASES))
+    _check_output_shapes(fn, _LESSON_SHAPE_CASES)
+    passed("conv_output_shape", len(_LESSON_SHAPE_CASES))
 
 
 def output_shape_hidden(fn, seed):
@@ -272,13 +231,13 @@ def output_shape_hidden(fn, seed):
         n = tuple(int(torch.randint(max(1, kk - 2 * pp), 30, (1,), generator=g)) for kk, pp in zip(k, p))
         cases.append((n, k, p, s))
     _check_output_shapes(fn, cases)
-    print("✓ conv_output_shape: hidden tests passed.")
+    passed_hidden("conv_output_shape")
 
 
 # ---------------------------------------------------------------- learning the kernel
 
 
-def safe_learning_rate(X, kernel_size):
+def _safe_learning_rate(X, kernel_size):
     """1 / the largest eigenvalue of the Hessian of the summed squared error: well inside the
     region 0 < lr < 2 / lambda_max where gradient descent converges. Also returns the Hessian's
     condition number, which says how many steps convergence takes."""
@@ -289,8 +248,9 @@ def safe_learning_rate(X, kernel_size):
 
 
 def _check_learned(fn, X, K_true, lr, num_steps, case):
-    Y = ref_corr2d(X, K_true)
-    got = as_tensor("learn_kernel", fn(X.clone(), Y.clone(), tuple(K_true.shape), lr, num_steps))
+    Y = reference.corr2d(X, K_true)
+    got = as_tensor("learn_kernel", call("learn_kernel", fn, X.clone(), Y.clone(), tuple(K_true.shape), lr,
+                                         num_steps))
     got = got.detach()
     if got.numel() == K_true.numel() and all(d == 1 for d in got.shape[:-2]):
         got = got.reshape(K_true.shape)
@@ -308,7 +268,7 @@ def _check_learned(fn, X, K_true, lr, num_steps, case):
 
 
 def learned_kernel(fn):
-    X, K = hollow_square()
+    X, K = _hollow_square()
     _check_learned(fn, X, K, lr=0.012, num_steps=100, case="the hollow square")
     passed("learn_kernel", 1)
 
@@ -316,34 +276,34 @@ def learned_kernel(fn):
 def learned_kernel_hidden(fn, seed):
     g = generator(seed)
     for kernel_size in [(2, 2), (1, 3)]:
-        X = _randn(g, 7, 9)
-        K = _randn(g, *kernel_size)
-        lr, condition = safe_learning_rate(X, kernel_size)
+        X = randn(g, 7, 9)
+        K = randn(g, *kernel_size)
+        lr, condition = _safe_learning_rate(X, kernel_size)
         steps = int(math.ceil(12 * condition)) + 20
         _check_learned(fn, X, K, lr, steps, f"a random {tuple(X.shape)} image and a {kernel_size} kernel")
-    print("✓ learn_kernel: hidden tests passed.")
+    passed_hidden("learn_kernel")
 
 
 # ---------------------------------------------------------------- multiple channels
 
 
 def _check_multi_in(fn, X, K, case):
-    expected = ref_corr2d_multi_in(X, K)
+    expected = reference.corr2d_multi_in(X, K)
 
     def hint(got, want):
         if got == (X.shape[0], *want):
             return "It returned one map per input channel: add them up into a single map."
         return dimension_hint(got, want, tuple(X.shape))
 
-    with references_in_place(fn, corr2d=ref_corr2d):
-        got = fn(X, K)
+    with references_in_place(fn, corr2d=reference.corr2d):
+        got = call("corr2d_multi_in", fn, X, K)
     compare("corr2d_multi_in", got, expected, case=case, shape_hint=hint,
             mistakes=[("only the first channel is used: sum corr2d(x, k) over every channel.",
-                       ref_corr2d(X[0], K[0]))])
+                       reference.corr2d(X[0], K[0]))])
 
 
 def corr2d_multi_in(fn):
-    X, K = multi_channel_example()
+    X, K = _multi_channel_example()
     _check_multi_in(fn, X, K, "the lesson's 2-channel example")
     passed("corr2d_multi_in", 1)
 
@@ -353,26 +313,26 @@ def corr2d_multi_in_hidden(fn, seed):
     for i, (xs, ks) in enumerate(_random_shapes(g, 4, max_size=7)):
         c = 1 + i
         dtype = torch.float64 if i % 2 else torch.float32
-        X, K = _randn(g, c, *xs, dtype=dtype), _randn(g, c, *ks, dtype=dtype)
+        X, K = randn(g, c, *xs, dtype=dtype), randn(g, c, *ks, dtype=dtype)
         _check_multi_in(fn, X, K, f"a random ({c}, {xs[0]}, {xs[1]}) input")
-    print("✓ corr2d_multi_in: hidden tests passed.")
+    passed_hidden("corr2d_multi_in")
 
 
 def _check_multi_in_out(fn, X, K, case):
-    expected = ref_corr2d_multi_in_out(X, K)
+    expected = reference.corr2d_multi_in_out(X, K)
 
     def hint(got, want):
         if sorted(got) == sorted(want) and got != want:
             return "Stack the output channels along dim 0: the result is (c_o, h, w)."
         return dimension_hint(got, want, tuple(X.shape))
 
-    with references_in_place(fn, corr2d=ref_corr2d, corr2d_multi_in=ref_corr2d_multi_in):
-        got = fn(X, K)
+    with references_in_place(fn, corr2d=reference.corr2d, corr2d_multi_in=reference.corr2d_multi_in):
+        got = call("corr2d_multi_in_out", fn, X, K)
     compare("corr2d_multi_in_out", got, expected, case=case, shape_hint=hint)
 
 
 def corr2d_multi_in_out(fn):
-    X, K = multi_channel_example()
+    X, K = _multi_channel_example()
     K = torch.stack((K, K + 1, K + 2), 0)
     _check_multi_in_out(fn, X, K, "the lesson's example with 3 output channels")
     passed("corr2d_multi_in_out", 1)
@@ -383,18 +343,18 @@ def corr2d_multi_in_out_hidden(fn, seed):
     for i, (xs, ks) in enumerate(_random_shapes(g, 4, max_size=6)):
         ci, co = 1 + i % 3, 2 + i
         dtype = torch.float64 if i % 2 else torch.float32
-        X, K = _randn(g, ci, *xs, dtype=dtype), _randn(g, co, ci, *ks, dtype=dtype)
+        X, K = randn(g, ci, *xs, dtype=dtype), randn(g, co, ci, *ks, dtype=dtype)
         _check_multi_in_out(fn, X, K, f"a random ({ci}, {xs[0]}, {xs[1]}) input and {co} output channels")
-    print("✓ corr2d_multi_in_out: hidden tests passed.")
+    passed_hidden("corr2d_multi_in_out")
 
 
 def _check_1x1(fn, X, K, case):
-    expected = ref_corr2d_multi_in_out(X, K)
+    expected = reference.corr2d_multi_in_out(X, K)
     co, ci = K.shape[:2]
     mixed_wrong = (K.reshape(ci, co).T @ X.reshape(ci, -1)).reshape(co, *X.shape[1:])
-    with references_in_place(fn, corr2d=ref_corr2d, corr2d_multi_in=ref_corr2d_multi_in,
-                             corr2d_multi_in_out=ref_corr2d_multi_in_out):
-        got = fn(X, K)
+    with references_in_place(fn, corr2d=reference.corr2d, corr2d_multi_in=reference.corr2d_multi_in,
+                             corr2d_multi_in_out=reference.corr2d_multi_in_out):
+        got = call("corr2d_multi_in_out_1x1", fn, X, K)
     compare("corr2d_multi_in_out_1x1", got, expected, case=case, shape_hint=dimension_hint,
             mistakes=[("the channel-mixing matrix is transposed: reshape K to (c_o, c_i) and "
                        "compute K @ X with X reshaped to (c_i, h * w).", mixed_wrong)])
@@ -402,7 +362,7 @@ def _check_1x1(fn, X, K, case):
 
 def corr2d_1x1(fn):
     g = generator(11)
-    X, K = _randn(g, 3, 3, 3), _randn(g, 2, 3, 1, 1)
+    X, K = randn(g, 3, 3, 3), randn(g, 2, 3, 1, 1)
     _check_1x1(fn, X, K, "a (3, 3, 3) input and a (2, 3, 1, 1) kernel")
     passed("corr2d_multi_in_out_1x1", 1)
 
@@ -411,9 +371,9 @@ def corr2d_1x1_hidden(fn, seed):
     g = generator(seed)
     for ci, co, h, w, dtype in [(3, 3, 4, 4, torch.float32), (2, 5, 3, 7, torch.float64),
                                 (4, 1, 6, 2, torch.float32)]:
-        X, K = _randn(g, ci, h, w, dtype=dtype), _randn(g, co, ci, 1, 1, dtype=dtype)
+        X, K = randn(g, ci, h, w, dtype=dtype), randn(g, co, ci, 1, 1, dtype=dtype)
         _check_1x1(fn, X, K, f"a ({ci}, {h}, {w}) input and a ({co}, {ci}, 1, 1) kernel")
-    print("✓ corr2d_multi_in_out_1x1: hidden tests passed.")
+    passed_hidden("corr2d_multi_in_out_1x1")
 
 
 # ---------------------------------------------------------------- pooling
@@ -423,7 +383,7 @@ def _pool_mistakes(X, pool_size, mode, expected, padding=(0, 0), stride=(1, 1)):
     other = "avg" if mode == "max" else "max"
     ph, pw = pool_size
     mistakes = [(f"mode={mode!r} returned the {other} of each window: is `mode` ignored?",
-                 ref_pool2d(X, pool_size, other, padding, stride))]
+                 reference.pool2d(X, pool_size, other, padding, stride))]
     if mode == "avg":
         mistakes.append(("avg pooling returns the mean of each window, not its sum: "
                          "divide by p_h * p_w (or use .mean()).", expected * (ph * pw)))
@@ -431,14 +391,13 @@ def _pool_mistakes(X, pool_size, mode, expected, padding=(0, 0), stride=(1, 1)):
         mistakes.append(("each output is the max of its own window X[i:i + p_h, j:j + p_w], "
                          "not of the whole image.", torch.full_like(expected, float(X.max()))))
     if any(padding):
+        (Xf,) = as_float(X)
         if mode == "max":
-            (Xf,) = _float(X)
             zero_padded = F.max_pool2d(F.pad(Xf, (padding[1],) * 2 + (padding[0],) * 2)[None, None],
                                        pool_size, stride=stride)[0, 0]
             mistakes.append(("max pooling pads with -inf, not 0: a padded zero would beat every "
                              "negative value (F.max_pool2d never picks a padded cell).", zero_padded))
         else:
-            (Xf,) = _float(X)
             mistakes.append(("avg pooling divides by the whole window p_h * p_w, padded zeros "
                              "included, as nn.AvgPool2d does by default (count_include_pad=True).",
                              F.avg_pool2d(Xf[None, None], pool_size, stride=stride, padding=padding,
@@ -454,17 +413,17 @@ def _pool_hint(got, want):
 
 
 def _check_pool(fn, X, pool_size, mode, case, **kwargs):
-    expected = ref_pool2d(X, pool_size, mode, **kwargs)
+    expected = reference.pool2d(X, pool_size, mode, **kwargs)
     if mode == "max" and not kwargs:
-        got = fn(X, pool_size)  # the default mode is 'max'
+        got = call(f"pool2d(mode={mode!r})", fn, X, pool_size)  # the default mode is 'max'
     else:
-        got = fn(X, pool_size, mode, **kwargs)
+        got = call(f"pool2d(mode={mode!r})", fn, X, pool_size, mode, **kwargs)
     compare(f"pool2d(mode={mode!r})", got, expected, case=case, shape_hint=_pool_hint,
             mistakes=_pool_mistakes(X, pool_size, mode, expected, **kwargs))
 
 
 def pool2d(fn):
-    X, _ = worked_example()
+    X, _ = _worked_example()
     _check_pool(fn, X, (2, 2), "max", "the 3x3 example")
     _check_pool(fn, X, (2, 2), "avg", "the 3x3 example")
     passed("pool2d", 2)
@@ -474,10 +433,10 @@ def pool2d_hidden(fn, seed):
     g = generator(seed)
     for i, (xs, ks) in enumerate(_random_shapes(g, 6)):
         dtype = torch.float64 if i % 2 else torch.float32
-        X = _randn(g, *xs, dtype=dtype)
+        X = randn(g, *xs, dtype=dtype)
         for mode in ("max", "avg"):
             _check_pool(fn, X, ks, mode, f"a random {xs} input and a {ks} window")
-    print("✓ pool2d: hidden tests passed.")
+    passed_hidden("pool2d")
 
 
 def pool2d_padding_stride(fn):
@@ -495,8 +454,8 @@ def pool2d_padding_stride_hidden(fn, seed):
         p = tuple(int(torch.randint(0, kk // 2 + 1, (1,), generator=g)) for kk in k)
         s = tuple(int(v) for v in torch.randint(1, 4, (2,), generator=g))
         n = tuple(int(torch.randint(kk, 10, (1,), generator=g)) for kk in k)
-        X = _randn(g, *n) - 1
+        X = randn(g, *n) - 1
         for mode in ("max", "avg"):
             _check_pool(fn, X, k, mode, f"a random {n} input, window {k}, padding {p}, stride {s}",
                         padding=p, stride=s)
-    print("✓ pool2d with padding and stride: hidden tests passed.")
+    passed_hidden("pool2d with padding and stride")

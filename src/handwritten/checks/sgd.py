@@ -1,10 +1,11 @@
 """Checks for lesson 02, SGD from scratch: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
 ``BasicOptim``, ``train_model`` (which trains a linear 3-vs-7 model) and ``train_simple_net``.
 
-The oracles are autograd and ``torch.optim.SGD``. A mistake is penalised once: the checks of
-``train_model`` and ``simple_net`` run with reference versions of ``mnist_loss``,
-``batch_accuracy``, ``BasicOptim``, ``validate_epoch`` (and, for the network, ``train_model``) in
-place, so a wrong loss costs the loss's tests and not the training tests too.
+The oracles are autograd, ``torch.optim.SGD`` and the course's answers, ``handwritten.reference.sgd``. A
+mistake is penalised once: the checks of ``train_model`` and ``simple_net`` run with reference versions of
+``mnist_loss``, ``batch_accuracy``, ``calc_grad``, ``validate_epoch``, ``BasicOptim`` (and, for the network,
+``train_epoch`` and ``train_model``) in place, so a wrong loss costs the loss's tests and not the training
+tests too. Every call into the student's code goes through ``_core.call``.
 
 The training checks train on the 3s and 7s of the training split and measure accuracy on the 3s
 and 7s of the test split. While nbgrader grades (``NBGRADER_EXECUTION``) they train on a subset
@@ -15,22 +16,22 @@ near chance.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import nn
 
 from .. import env
-from ._core import (
-    as_tensor,
-    close,
-    compare,
-    fail,
-    generator,
-    not_hard_coded,
-    passed,
-    references_in_place,
-)
+from ..reference import sgd as reference
+from ..reference.batching import TensorBatches
+from ._core import (Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist, not_hard_coded,
+                    params_vector, passed, passed_hidden, rand, randn, references_in_place, require_accuracy, seeded,
+                    train_then_check)
+
+__all__ = [
+    "apply_step", "apply_step_hidden", "basic_optim", "basic_optim_hidden", "batch_accuracy",
+    "batch_accuracy_hidden", "linear_model", "linear_model_hidden", "mnist_loss", "mnist_loss_hidden",
+    "simple_net", "simple_net_hidden", "training_data",
+]
 
 # A trained model gets 96-99 % of the validation 3s and 7s right (shortened or not, sample or full
 # MNIST); an untrained one gets 35-83 % (300 random initialisations), one trained with a learning
@@ -41,133 +42,12 @@ GRADING_SUBSET = 1_000
 BATCH_SIZE = 64
 LINEAR_EPOCHS = 3
 NET_EPOCHS = 8
-
-# ---------------------------------------------------------------- reference implementations
-
-
-def ref_f(t, params):
-    a, b, c = params
-    return a * (t ** 2) + (b * t) + c
-
-
-def ref_mse(preds, targets):
-    return ((preds - targets) ** 2).mean()
-
-
-def ref_apply_step(params, time, speed, lr):
-    loss = ref_mse(ref_f(time, params), speed)
-    loss.backward()
-    with torch.no_grad():
-        params -= lr * params.grad
-    params.grad = None
-    return loss.item()
-
-
-def ref_mnist_loss(predictions, targets):
-    predictions = predictions.sigmoid()
-    return torch.where(targets == 1, 1 - predictions, predictions).mean()
-
-
-def ref_batch_accuracy(xb, yb):
-    preds = xb.sigmoid()
-    correct = (preds > 0.5) == yb
-    return correct.float().mean()
-
-
-class RefBasicOptim:
-    def __init__(self, params, lr):
-        self.params, self.lr = list(params), lr
-
-    def step(self, *args, **kwargs):
-        for p in self.params:
-            p.data -= p.grad.data * self.lr
-
-    def zero_grad(self, *args, **kwargs):
-        for p in self.params:
-            p.grad = None
-
-
-def ref_calc_grad(xb, yb, model):
-    ref_mnist_loss(model(xb), yb).backward()
-
-
-def ref_validate_epoch(model, dl):
-    accs = [ref_batch_accuracy(model(xb), yb) for xb, yb in dl]
-    return round(torch.stack(accs).mean().item(), 4)
-
-
-def ref_train_epoch(model, dl, opt):
-    for xb, yb in dl:
-        ref_calc_grad(xb, yb, model)
-        opt.step()
-        opt.zero_grad()
-
-
-def ref_train_model(model, opt, train_dl, valid_dl, epochs):
-    accuracies = []
-    for _ in range(epochs):
-        ref_train_epoch(model, train_dl, opt)
-        accuracies.append(ref_validate_epoch(model, valid_dl))
-    return accuracies
-
+ATOL = 1e-6  # the absolute tolerance of the comparisons below (with close's relative 1e-4)
 
 # Everything the training exercises may call by name, in its reference version.
-REFERENCES = dict(mnist_loss=ref_mnist_loss, batch_accuracy=ref_batch_accuracy, calc_grad=ref_calc_grad,
-                  validate_epoch=ref_validate_epoch, BasicOptim=RefBasicOptim)
-
-# ---------------------------------------------------------------- helpers
-
-_NO_GRAD = ("A gradient is None where it is used: call loss.backward() before the step, and zero the "
-            "gradients after the step, not between backward and step.")
-HINTS = {
-    "leaf Variable that requires grad is being used in an in-place operation":
-        "Autograd refuses to record an in-place change of a tensor that requires grad. Update "
-        "parameters inside `with torch.no_grad():` (or through `.data`, as in `p.data -= lr * p.grad`); "
-        "elsewhere use the out-of-place version (`x.sigmoid()`, not `x.sigmoid_()`).",
-    "could not infer output dtype":
-        "A tensor of True/False has no mean: turn it into numbers first with `.float()`.",
-    "does not require grad and does not have a grad_fn":
-        "The loss is not connected to the parameters: compute it from them with torch operations, "
-        "and do not call `.item()` or `.detach()` before `backward()`.",
-    "unsupported operand type(s) for *: 'NoneType'": _NO_GRAD,
-    "'NoneType' object has no attribute 'data'": _NO_GRAD,
-}
-
-
-def _call(name, fn, *args):
-    """Call a student's function; explain PyTorch errors whose cause is a common mistake."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, TypeError, AttributeError) as error:
-        hints = [hint for fragment, hint in HINTS.items() if fragment in str(error)]
-        if not hints:
-            raise
-        explained = f"{name} raised {type(error).__name__}: {error}\n{hints[0]}"
-    fail(explained)  # outside the except block, so the message is not buried under the original traceback
-
-
-def _number(name, value) -> float:
-    """A float from a Python number or a one-element tensor."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.detach())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    what = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-    fail(f"{name} should return one number, but it returned {what}.")
-
-
-def _same(a, b, rtol=1e-4, atol=1e-6) -> bool:
-    return close(torch.as_tensor(a).detach(), torch.as_tensor(b).detach(), rtol=rtol, atol=atol)
-
-
-def _seeded(seed, make):
-    """``make()`` with torch's global random state set to ``seed``, which is then restored."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return make()
-
+REFERENCES = dict(mnist_loss=reference.mnist_loss, batch_accuracy=reference.batch_accuracy,
+                  calc_grad=reference.calc_grad, validate_epoch=reference.validate_epoch,
+                  BasicOptim=reference.BasicOptim)
 
 # ---------------------------------------------------------------- apply_step
 
@@ -175,14 +55,14 @@ def _seeded(seed, make):
 def roller_coaster(n=20, seed=42, dtype=torch.float32):
     """The lesson's measurements: a noisy parabola, speed against time."""
     time = torch.arange(0, n, dtype=torch.float64)
-    noise = torch.randn(n, generator=generator(seed), dtype=torch.float64)
+    noise = randn(generator(seed), n, dtype=torch.float64)
     speed = noise * 3 + 0.75 * (time - (n - 1) / 2) ** 2 + 1
     return time.to(dtype), speed.to(dtype)
 
 
 def _grad(params, time, speed):
     p = params.detach().clone().requires_grad_(True)
-    ref_mse(ref_f(time, p), speed).backward()
+    reference.mse(reference.f(time, p), speed).backward()
     return p.grad
 
 
@@ -193,36 +73,36 @@ def _check_apply_step(fn, time, speed, start, lr, steps, case):
     for k in range(steps):
         before = params.detach().clone()
         grad = _grad(before, time, speed)
-        expected_loss = float(ref_mse(ref_f(time, before), speed))
+        expected_loss = float(reference.mse(reference.f(time, before), speed))
         expected = before - lr * grad
         accumulated = accumulated + grad
-        with references_in_place(fn, f=ref_f, mse=ref_mse):
-            returned = _call("apply_step", fn, params, time, speed, lr)
+        with references_in_place(fn, f=reference.f, mse=reference.mse):
+            returned = call("apply_step", fn, params, time, speed, lr)
         where = f"apply_step for {case}, step {k + 1}"
         if not isinstance(params, torch.Tensor) or not params.requires_grad:
             fail(f"{where}: params no longer requires grad. Change the values of the tensor you are "
                  f"given, and leave it a parameter that autograd tracks.")
         after = params.detach()
-        if _same(after, before, rtol=0, atol=0):
+        if close(after, before, rtol=0, atol=0):
             fail(f"{where}: params did not change. Update the tensor you were given in place "
                  f"(`params.data -= lr * params.grad.data`, or `params -= lr * params.grad` inside "
                  f"`with torch.no_grad():`); `params = params - ...` only makes a new local tensor.")
         if not bool(torch.isfinite(after).all()):
             fail(f"{where}: params became inf or nan: is the step lr * gradient, with the lr you are given?")
-        if not _same(after, expected):
-            if _same(after, before + lr * grad):
+        if not close(after, expected, atol=ATOL):
+            if close(after, before + lr * grad, atol=ATOL):
                 fail(f"{where}: the step went uphill, and the loss will grow: subtract the gradient, "
                      f"params -= lr * grad.")
-            if k > 0 and _same(after, before - lr * accumulated):
+            if k > 0 and close(after, before - lr * accumulated, atol=ATOL):
                 fail(f"{where}: the first step was right but this one used the sum of this step's and "
                      f"the earlier steps' gradients: backward() adds to params.grad, so zero it after "
                      f"each step (params.grad = None, or params.grad.zero_()).")
-            if _same(after, before - grad):
+            if close(after, before - grad, atol=ATOL):
                 fail(f"{where}: the step is the whole gradient: multiply it by the learning rate lr.")
             fail(f"{where}: params should be {expected.tolist()}, got {after.tolist()}.")
-        loss = _number("apply_step", returned)
+        loss = as_number("apply_step", returned, "the loss it returns")
         if not math.isclose(loss, expected_loss, rel_tol=1e-4, abs_tol=1e-6):
-            after_loss = float(ref_mse(ref_f(time, after), speed))
+            after_loss = float(reference.mse(reference.f(time, after), speed))
             if math.isclose(loss, after_loss, rel_tol=1e-4, abs_tol=1e-6):
                 fail(f"{where}: it returned the loss after the step ({loss:.6g}); return the loss "
                      f"computed before it ({expected_loss:.6g}), the one whose gradient was used.")
@@ -246,13 +126,13 @@ def apply_step(fn):
 def apply_step_hidden(fn, seed):
     g = generator(seed)
     for n, scale, dtype, lr in [(30, 3.0, torch.float64, 0.02), (12, 1.0, torch.float32, 0.05)]:
-        time = (torch.rand(n, generator=g, dtype=torch.float64) * scale).sort().values
-        true = torch.randn(3, generator=g, dtype=torch.float64)
-        speed = ref_f(time, true) + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
-        start = torch.randn(3, generator=g, dtype=torch.float64)
+        time = (rand(g, n, dtype=torch.float64) * scale).sort().values
+        true = randn(g, 3, dtype=torch.float64)
+        speed = reference.f(time, true) + 0.1 * randn(g, n, dtype=torch.float64)
+        start = randn(g, 3, dtype=torch.float64)
         _check_apply_step(fn, time.to(dtype), speed.to(dtype), start.to(dtype), lr=lr, steps=8,
                           case=f"{n} random {str(dtype)[6:]} measurements with lr={lr}")
-    print("✓ apply_step: hidden tests passed.")
+    passed_hidden("apply_step")
 
 
 # ---------------------------------------------------------------- mnist_loss
@@ -275,8 +155,8 @@ def _loss_mistakes(predictions, targets):
 
 def _check_mnist_loss(fn, predictions, targets, case):
     predictions = predictions.detach().clone().requires_grad_(True)
-    got = as_tensor("mnist_loss", _call("mnist_loss", fn, predictions, targets.clone()))
-    expected = ref_mnist_loss(predictions.detach(), targets)
+    got = as_tensor("mnist_loss", call("mnist_loss", fn, predictions, targets.clone()))
+    expected = reference.mnist_loss(predictions.detach(), targets)
     if got.numel() != 1:
         fail(f"mnist_loss for {case}: it returned a tensor of shape {tuple(got.shape)}; the loss is "
              f"one number: take the .mean() of the per-image losses.")
@@ -285,9 +165,9 @@ def _check_mnist_loss(fn, predictions, targets, case):
         fail(f"mnist_loss for {case}: the loss does not depend on the predictions through autograd, so "
              f"backward() cannot train anything. Compute it with torch operations (no .item(), "
              f".detach() or torch.tensor(...) on the way).")
-    got.sum().backward()
+    call("mnist_loss(...).backward()", got.sum().backward)  # a student's own autograd Function would run here
     check = predictions.detach().clone().requires_grad_(True)
-    ref_mnist_loss(check, targets).backward()
+    reference.mnist_loss(check, targets).backward()
     if predictions.grad is None or not close(predictions.grad, check.grad):
         fail(f"mnist_loss for {case}: the value is right but its gradient is not: compute it from "
              f"predictions.sigmoid() with torch.where (or arithmetic), nothing detached.")
@@ -304,7 +184,7 @@ def loss_examples():
 
 def mnist_loss(fn):
     examples = loss_examples()
-    not_hard_coded("mnist_loss", lambda p, t: _call("mnist_loss", fn, p, t), [(p, t) for p, t, _ in examples])
+    not_hard_coded("mnist_loss", fn, [(p, t) for p, t, _ in examples])
     for predictions, targets, case in examples:
         _check_mnist_loss(fn, predictions, targets, case)
     passed("mnist_loss", len(examples))
@@ -316,17 +196,17 @@ def mnist_loss_hidden(fn, seed):
     for i, n in enumerate([1, 7, 64, 200]):
         shape = (n, 1) if i % 2 else (n,)
         dtype = torch.float64 if i == 2 else torch.float32
-        predictions = (torch.randn(*shape, generator=g, dtype=torch.float64) * (1 + 3 * i)).to(dtype)
-        targets = (torch.rand(*shape, generator=g) > 0.5).long()
+        predictions = randn(g, *shape, dtype=dtype, scale=1 + 3 * i)
+        targets = (torch.rand(*shape, generator=g) > 0.5).long()  # drawn in float32: the same cases as ever
         if i == 3:
             targets = targets.float()  # targets may come as floats too
         cases.append((predictions, targets, f"{n} random {str(dtype)[6:]} scores of shape {shape}"))
     cases.append((torch.tensor([[5.0], [-2.0]]), torch.tensor([[1], [1]]), "two 3s"))
     cases.append((torch.tensor([0.3, -4.0]), torch.tensor([0, 0]), "two 7s"))
-    not_hard_coded("mnist_loss", lambda p, t: _call("mnist_loss", fn, p, t), [(p, t) for p, t, _ in cases[:3]])
+    not_hard_coded("mnist_loss", fn, [(p, t) for p, t, _ in cases[:3]])
     for predictions, targets, case in cases:
         _check_mnist_loss(fn, predictions, targets, case)
-    print("✓ mnist_loss: hidden tests passed.")
+    passed_hidden("mnist_loss")
 
 
 # ---------------------------------------------------------------- batch_accuracy
@@ -347,12 +227,12 @@ def _accuracy_mistakes(xb, yb):
 
 
 def _check_batch_accuracy(fn, xb, yb, case):
-    got = _number("batch_accuracy", _call("batch_accuracy", fn, xb.clone(), yb.clone()))
-    expected = ref_batch_accuracy(xb, yb)
+    got = as_number("batch_accuracy", call("batch_accuracy", fn, xb.clone(), yb.clone()), "the accuracy")
+    expected = reference.batch_accuracy(xb, yb)
     for description, wrong in _accuracy_mistakes(xb, yb):
-        if not _same(wrong, expected, atol=1e-7) and _same(got, wrong, atol=1e-6):
+        if not close(wrong, expected, atol=1e-7) and close(got, wrong, atol=ATOL):
             fail(f"batch_accuracy for {case}: got {got:.4g}, expected {float(expected):.4g}: {description}")
-    if not _same(got, expected, atol=1e-6):
+    if not close(got, expected, atol=ATOL):
         fail(f"batch_accuracy for {case}: got {got:.4g}, expected {float(expected):.4g}.")
 
 
@@ -366,34 +246,32 @@ def batch_accuracy(fn):
     xb, yb = accuracy_example()
     cases = [(xb, yb, "seven scores [2, -1, 0.3, -0.2, -4, 0.4, 3] with targets [1, 0, 1, 0, 1, 1, 1]"),
              (-xb[:5], yb[:5], "the first five scores with their signs flipped")]
-    not_hard_coded("batch_accuracy", lambda x, y: torch.as_tensor(_call("batch_accuracy", fn, x, y)),
-                   [(x, y) for x, y, _ in cases])
+    # as tensors, so that an answer returned as a Python number is compared too (not_hard_coded compares tensors)
+    not_hard_coded("batch_accuracy", lambda x, y: torch.as_tensor(fn(x, y)), [(x, y) for x, y, _ in cases])
     for x, y, case in cases:
         _check_batch_accuracy(fn, x, y, case)
     passed("batch_accuracy", len(cases))
 
 
-def _scores(g, *shape, dtype=torch.float32):
+def _random_scores(g, *shape, dtype=torch.float32):
     """Random scores kept away from 0, where float32's sigmoid rounds to exactly 0.5."""
-    s = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    s = randn(g, *shape, dtype=torch.float64, scale=3)
     return (s + 0.01 * s.sign()).to(dtype)
 
 
 def batch_accuracy_hidden(fn, seed):
     g = generator(seed)
-    results = []
     for i, n in enumerate([10, 33, 256, 3]):
         shape = (n, 1) if i % 2 == 0 else (n,)
         dtype = torch.float64 if i == 1 else torch.float32
-        xb = _scores(g, *shape, dtype=dtype)
+        xb = _random_scores(g, *shape, dtype=dtype)
         yb = (torch.rand(*shape, generator=g) > 0.4).long()
         if i == 2:
             yb = yb.float()
         _check_batch_accuracy(fn, xb, yb, f"{n} random {str(dtype)[6:]} scores of shape {shape}")
-        results.append(float(ref_batch_accuracy(xb, yb)))
     _check_batch_accuracy(fn, torch.tensor([[3.0], [2.0]]), torch.tensor([[0], [0]]), "two wrong predictions")
     _check_batch_accuracy(fn, torch.tensor([-3.0, 2.0, -0.7]), torch.tensor([0, 1, 0]), "three right predictions")
-    print("✓ batch_accuracy: hidden tests passed.")
+    passed_hidden("batch_accuracy")
 
 
 # ---------------------------------------------------------------- BasicOptim
@@ -401,8 +279,8 @@ def batch_accuracy_hidden(fn, seed):
 
 def _optim_problem(seed, dtype, shapes):
     g = generator(seed)
-    params = [torch.randn(*s, generator=g, dtype=torch.float64).to(dtype) for s in shapes]
-    inputs = [torch.randn(5, shapes[0][0], generator=g, dtype=torch.float64).to(dtype) for _ in range(4)]
+    params = [randn(g, *s, dtype=dtype) for s in shapes]
+    inputs = [randn(g, 5, shapes[0][0], dtype=dtype) for _ in range(4)]
     return params, inputs
 
 
@@ -419,7 +297,7 @@ def _run_optim(cls, params0, inputs, lr, as_generator, case):
     mine = [p.clone().requires_grad_(True) for p in params0]
     ref = [p.clone().requires_grad_(True) for p in params0]
     given = (p for p in mine) if as_generator else list(mine)
-    opt = _call("BasicOptim", cls, given, lr)
+    opt = call("BasicOptim", cls, given, lr)
     sgd = torch.optim.SGD(ref, lr=lr)
     for k, x in enumerate(inputs):
         where = f"BasicOptim for {case}, step {k + 1}"
@@ -427,21 +305,21 @@ def _run_optim(cls, params0, inputs, lr, as_generator, case):
         _optim_loss(ref, x).backward()
         grads = [p.grad.clone() for p in ref]
         before = [p.detach().clone() for p in mine]
-        _call("BasicOptim.step", opt.step)
+        call("BasicOptim.step", opt.step)
         sgd.step()
         after = [p.detach() for p in mine]
-        if all(_same(a, b, rtol=0, atol=0) for a, b in zip(after, before)):
+        if all(close(a, b, rtol=0, atol=0) for a, b in zip(after, before)):
             fail(f"{where}: step() did not change the parameters. It should do p -= lr * p.grad for "
                  f"every parameter, changing the tensors in place (p.data -= ..., or p -= ... inside "
                  f"torch.no_grad()).")
-        if not all(_same(a, r.detach()) for a, r in zip(after, ref)):
-            if all(_same(a, b + lr * gr) for a, b, gr in zip(after, before, grads)):
+        if not all(close(a, r.detach(), atol=ATOL) for a, r in zip(after, ref)):
+            if all(close(a, b + lr * gr, atol=ATOL) for a, b, gr in zip(after, before, grads)):
                 fail(f"{where}: step() went uphill: subtract lr * p.grad, don't add it.")
-            if all(_same(a, b - gr) for a, b, gr in zip(after, before, grads)):
+            if all(close(a, b - gr, atol=ATOL) for a, b, gr in zip(after, before, grads)):
                 fail(f"{where}: step() ignores the learning rate: the step is lr * p.grad.")
             fail(f"{where}: after step() the parameters differ from torch.optim.SGD's "
                  f"(p -= lr * p.grad, with lr={lr}).")
-        _call("BasicOptim.zero_grad", opt.zero_grad)
+        call("BasicOptim.zero_grad", opt.zero_grad)
         sgd.zero_grad()
         for p in mine:
             if p.grad is not None and bool((p.grad != 0).any()):
@@ -476,37 +354,18 @@ def basic_optim_hidden(cls, seed):
                               (torch.float32, 1e-3, [(6, 2), (2,)])]:
         params0, inputs = _optim_problem(int(torch.randint(0, 10**6, (1,), generator=g)), dtype, shapes)
         _check_optim(cls, params0, inputs, lr, f"{len(shapes)} {str(dtype)[6:]} parameters, lr={lr}")
-    print("✓ BasicOptim: hidden tests passed.")
+    passed_hidden("BasicOptim")
 
 
 # ---------------------------------------------------------------- the data for training
 
 
-class Batches:
-    """Mini-batches of (x, y), reshuffled on every pass when ``shuffle``: what
-    ``DataLoader(dataset, batch_size, shuffle=...)`` yields, from tensors already in memory.
-    uint8 images are scaled to [0, 1] batch by batch (the same values as scaling them all first)."""
-
-    def __init__(self, x, y, batch_size, shuffle=False, seed=0):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.generator = generator(seed)
-
-    def __iter__(self):
-        n = len(self.x)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            xb = self.x[idx]
-            yield (xb.float() / 255 if xb.dtype == torch.uint8 else xb), self.y[idx]
-
-    def __len__(self):
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
-
-
-def threes_and_sevens(images, labels, scale=True):
-    """Flattened [0, 1] images of the 3s and 7s (uint8 if not ``scale``), and labels (N, 1): 1 for a 3, 0 for a 7."""
-    threes, sevens = images[labels == 3], images[labels == 7]
-    x = torch.cat([threes, sevens]).view(-1, 28 * 28)
+def _threes_and_sevens(split, scale=True):
+    """Flattened images of the split's 3s and 7s, scaled to [0, 1] (uint8 if not ``scale``), and labels (N, 1):
+    1 for a 3, 0 for a 7."""
+    threes = mnist(split, digit=3, shape=(28 * 28,), dtype=None)[0]
+    sevens = mnist(split, digit=7, shape=(28 * 28,), dtype=None)[0]
+    x = torch.cat([threes, sevens])
     if scale:
         x = x.float()
         x /= 255  # in place, after the cat: one float copy of the images (the same values as converting each first)
@@ -515,14 +374,11 @@ def threes_and_sevens(images, labels, scale=True):
 
 
 def training_data(graded=None, flip=False):
-    """(train_x, train_y, valid_x, valid_y): the training split's 3s and 7s (uint8 images: Batches scales
+    """(train_x, train_y, valid_x, valid_y): the training split's 3s and 7s (uint8 images: TensorBatches scales
     them; a 1,000-image subset while graded) and the test split's. ``flip`` swaps the labels: 1 for a 7."""
-    from ..data import load_mnist
-
-    mnist = load_mnist(quiet=True)
-    # the training images stay uint8 (Batches scales each batch): no float copy of them beside the lesson's own
-    x, y = threes_and_sevens(mnist.train_images, mnist.train_labels, scale=False)
-    vx, vy = threes_and_sevens(mnist.test_images, mnist.test_labels)
+    # the training images stay uint8 (TensorBatches scales each batch): no float copy beside the lesson's own
+    x, y = _threes_and_sevens("train", scale=False)
+    vx, vy = _threes_and_sevens("test")
     if graded if graded is not None else env.grading():
         keep = torch.randperm(len(x), generator=generator(2024))[:GRADING_SUBSET]
         x, y = x[keep], y[keep]
@@ -531,10 +387,15 @@ def training_data(graded=None, flip=False):
     return x, y, vx, vy
 
 
-def accuracy(model, x, y) -> float:
-    """The fraction of images classified right: a score above 0 means label 1."""
+def _scores(name, model, x):
+    """The model's scores for the images ``x``, without recording gradients."""
     with torch.no_grad():
-        return float(((model(x) > 0).long() == y).float().mean())
+        return call(name, model, x)
+
+
+def accuracy(model, x, y, name="the trained model") -> float:
+    """The fraction of images classified right: a score above 0 means label 1."""
+    return float(((_scores(name, model, x) > 0).long() == y).float().mean())
 
 
 # ---------------------------------------------------------------- train_model: the mechanics
@@ -542,11 +403,11 @@ def accuracy(model, x, y) -> float:
 
 def _tiny_problem(seed, dtype=torch.float32, n_batches=3, batch_size=5, d=4):
     g = generator(seed)
-    x = torch.randn(n_batches * batch_size, d, generator=g, dtype=torch.float64).to(dtype)
+    x = randn(g, n_batches * batch_size, d, dtype=dtype)
     y = (torch.rand(n_batches * batch_size, 1, generator=g) > 0.5).long()
-    weight = torch.randn(1, d, generator=g, dtype=torch.float64).to(dtype)
-    bias = torch.randn(1, generator=g, dtype=torch.float64).to(dtype)
-    return list(Batches(x, y, batch_size)), list(Batches(x, y, 2 * batch_size)), weight, bias
+    weight = randn(g, 1, d, dtype=dtype)
+    bias = randn(g, 1, dtype=dtype)
+    return list(TensorBatches(x, y, batch_size)), list(TensorBatches(x, y, 2 * batch_size)), weight, bias
 
 
 def _linear(weight, bias):
@@ -557,21 +418,17 @@ def _linear(weight, bias):
     return model
 
 
-def _params(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
 def _simulate(weight, bias, batches, lr, epochs, *, zero=True, first_only=False):
     """What training a linear model gives, right or with one of the usual mistakes."""
     model = _linear(weight, bias)
-    opt = RefBasicOptim(model.parameters(), lr)
+    opt = reference.BasicOptim(model.parameters(), lr)
     for _ in range(epochs):
         for xb, yb in batches[:1] if first_only else batches:
-            ref_mnist_loss(model(xb), yb).backward()
+            reference.mnist_loss(model(xb), yb).backward()
             opt.step()
             if zero:
                 opt.zero_grad()
-    return _params(model)
+    return params_vector(model)
 
 
 def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
@@ -579,36 +436,35 @@ def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
     model = _linear(weight, bias)
     opt = make_opt(model.parameters(), lr)
     with references_in_place(fn, **REFERENCES):
-        accuracies = _call("train_model", fn, model, opt, train_dl, valid_dl, epochs)
+        accuracies = call("train_model", fn, model, opt, train_dl, valid_dl, epochs)
     where = f"train_model for {case}"
-    got = _params(model)
-    if not _same(got, _simulate(weight, bias, train_dl, lr, epochs)):
-        start = _params(_linear(weight, bias))
-        if _same(got, start, rtol=0, atol=0):
+    got = params_vector(model)
+    if not close(got, _simulate(weight, bias, train_dl, lr, epochs), atol=ATOL):
+        start = params_vector(_linear(weight, bias))
+        if close(got, start, rtol=0, atol=0):
             fail(f"{where}: the parameters never changed. For every batch: compute the loss with "
                  f"mnist_loss, call loss.backward(), then opt.step(), then opt.zero_grad() (zeroing "
                  f"between backward and step throws the gradients away). Use the model, opt and "
                  f"train_dl passed in as arguments.")
-        if _same(got, _simulate(weight, bias, train_dl, lr, epochs, zero=False)):
+        if close(got, _simulate(weight, bias, train_dl, lr, epochs, zero=False), atol=ATOL):
             fail(f"{where}: the gradients accumulate from batch to batch: call opt.zero_grad() after "
                  f"every opt.step().")
-        if _same(got, _simulate(weight, bias, train_dl, lr, epochs, first_only=True)):
+        if close(got, _simulate(weight, bias, train_dl, lr, epochs, first_only=True), atol=ATOL):
             fail(f"{where}: only the first batch of each epoch was used: is there a `return` or "
                  f"`break` inside the loop over the batches?")
         for e in range(1, epochs):
-            if _same(got, _simulate(weight, bias, train_dl, lr, e)):
+            if close(got, _simulate(weight, bias, train_dl, lr, e), atol=ATOL):
                 fail(f"{where}: it trained for {e} epoch(s) instead of {epochs}: is there a `return` "
                      f"inside the loop over the epochs?")
         fail(f"{where}: after {epochs} epochs the parameters are not what {epochs} epochs of "
              f"mnist_loss, backward, opt.step() and opt.zero_grad() on every batch give.")
-    try:
-        accuracies = [_number("each accuracy", a) for a in accuracies]
-    except TypeError:
-        fail(f"{where}: return the list of validation accuracies, one per epoch, not {accuracies!r}.")
+    not_a_list = f"{where}: return the list of validation accuracies, one per epoch, not {accuracies!r}."
+    accuracies = [as_number("train_model", a, "each accuracy")
+                  for a in call("list(train_model(...))", list, accuracies, explain=lambda error: not_a_list)]
     if len(accuracies) != epochs:
         fail(f"{where}: it returned {len(accuracies)} accuracies for {epochs} epochs: append "
              f"validate_epoch(model, valid_dl) once after every epoch.")
-    final = ref_validate_epoch(model, valid_dl)
+    final = reference.validate_epoch(model, valid_dl)
     overall = accuracy(model, torch.cat([xb for xb, _ in valid_dl]), torch.cat([yb for _, yb in valid_dl]))
     if min(abs(accuracies[-1] - final), abs(accuracies[-1] - overall)) > 0.01:  # batch mean, or over all
         fail(f"{where}: the last accuracy it returned ({accuracies[-1]:.4f}) is not the trained model's "
@@ -619,29 +475,35 @@ def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
 # ---------------------------------------------------------------- train_model: a trained linear model
 
 
-def _check_trained(model, accuracy_, epochs, what, case, advice):
-    if not math.isfinite(accuracy_) or accuracy_ < THRESHOLD:
-        fail(f"{what} for {case}: after {epochs} epochs it classifies {accuracy_:.1%} of the validation "
-             f"3s and 7s right; a trained model gets more than {THRESHOLD:.0%}, an untrained one about "
-             f"50%. {advice}")
+def _not_trained(what, case, epochs, advice):
+    """The message, a function of the ``Trained`` run, of a training check whose model did not learn."""
+    def message(run: Trained) -> str:
+        return (f"{what} for {case}: after {epochs} epochs it classifies {run.accuracy:.1%} of the validation "
+                f"3s and 7s right; a trained model gets more than {THRESHOLD:.0%}, an untrained one about "
+                f"50%. {advice}")
+    return message
 
 
 def _check_linear(fn, seed, make_opt, flip, case, batch_size=BATCH_SIZE):
     x, y, vx, vy = training_data(flip=flip)
-    model = _seeded(seed, lambda: nn.Linear(28 * 28, 1))
-    opt = make_opt(model.parameters(), LINEAR_LR)
-    train_dl = Batches(x, y, batch_size, shuffle=True, seed=seed)
-    valid_dl = Batches(vx, vy, 256)
-    with references_in_place(fn, **REFERENCES):
-        accuracies = _call("train_model", fn, model, opt, train_dl, valid_dl, LINEAR_EPOCHS)
-    _check_trained(model, accuracy(model, vx, vy), LINEAR_EPOCHS, "train_model", case,
-                   "Does every epoch go through every batch of train_dl, with opt.step() after backward()?")
-    return accuracies
+    train_dl = TensorBatches(x, y, batch_size, shuffle=True, generator=generator(seed))
+    valid_dl = TensorBatches(vx, vy, 256)
+
+    def train(model):
+        with references_in_place(fn, **REFERENCES):
+            return call("train_model", fn, model, make_opt(model.parameters(), LINEAR_LR), train_dl, valid_dl,
+                        LINEAR_EPOCHS)
+
+    train_then_check(seed=seed, make_model=lambda: nn.Linear(28 * 28, 1), train=train,
+                     accuracy=lambda model: accuracy(model, vx, vy), threshold=THRESHOLD,
+                     message=_not_trained("train_model", case, LINEAR_EPOCHS, "Does every epoch go through "
+                                          "every batch of train_dl, with opt.step() after backward()?"))
 
 
 def linear_model(fn):
-    _check_mechanics(fn, 7, torch.float32, 2, 0.5, RefBasicOptim, "a tiny linear model, 3 batches, 2 epochs")
-    _check_linear(fn, 0, RefBasicOptim, False, "nn.Linear(28 * 28, 1) on the 3s and 7s, lr=1")
+    _check_mechanics(fn, 7, torch.float32, 2, 0.5, reference.BasicOptim,
+                     "a tiny linear model, 3 batches, 2 epochs")
+    _check_linear(fn, 0, reference.BasicOptim, False, "nn.Linear(28 * 28, 1) on the 3s and 7s, lr=1")
     passed("train_model", 2)
 
 
@@ -652,7 +514,7 @@ def linear_model_hidden(fn, seed):
                      "a tiny float64 linear model and torch.optim.SGD, 3 epochs")
     _check_linear(fn, int(torch.randint(0, 10**6, (1,), generator=g)), sgd, True,
                   "labels swapped (1 for a 7), torch.optim.SGD and batches of 32", batch_size=32)
-    print("✓ train_model: hidden tests passed.")
+    passed_hidden("train_model")
 
 
 # ---------------------------------------------------------------- simple_net
@@ -660,37 +522,33 @@ def linear_model_hidden(fn, seed):
 
 def _is_linear(model, x) -> bool:
     """True when model(x) is an affine function of x, judged on midpoints of pairs of inputs."""
-    with torch.no_grad():
-        a, b = x[0::2], x[1::2]
-        n = min(len(a), len(b))
-        a, b = a[:n], b[:n]
-        mid = model((a + b) / 2)
-        avg = (model(a) + model(b)) / 2
-        scale = float(torch.cat([model(a), model(b)]).abs().max()) + 1e-6
-        return float((mid - avg).abs().max()) <= 1e-5 * scale
+    a, b = x[0::2], x[1::2]
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    mid = _scores("the network", model, (a + b) / 2)
+    out_a, out_b = _scores("the network", model, a), _scores("the network", model, b)
+    avg = (out_a + out_b) / 2
+    scale = float(torch.cat([out_a, out_b]).abs().max()) + 1e-6
+    return float((mid - avg).abs().max()) <= 1e-5 * scale
 
 
 def _check_net(fn, seed, flip, case):
     x, y, vx, vy = training_data(flip=flip)
-    train_dl = Batches(x, y, BATCH_SIZE, shuffle=True, seed=seed)
-    valid_dl = Batches(vx, vy, 256)
-    with references_in_place(fn, **REFERENCES, train_epoch=ref_train_epoch, train_model=ref_train_model):
-        result = _seeded(seed, lambda: _call("train_simple_net", fn, train_dl, valid_dl, NET_EPOCHS))
+    train_dl = TensorBatches(x, y, BATCH_SIZE, shuffle=True, generator=generator(seed))
+    valid_dl = TensorBatches(vx, vy, 256)
+    with references_in_place(fn, **REFERENCES, train_epoch=reference.train_epoch, train_model=reference.train_model):
+        result = seeded(seed, lambda: call("train_simple_net", fn, train_dl, valid_dl, NET_EPOCHS))
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"train_simple_net should return the pair (model, accuracies), got {type(result).__name__}.")
     model, accuracies = result
     if not isinstance(model, nn.Module):
         fail(f"train_simple_net should return an nn.Module, such as nn.Sequential(...), as its model, "
              f"not a {type(model).__name__}.")
-    try:
-        n_accuracies = len(accuracies)
-    except TypeError:
-        n_accuracies = None
-    if n_accuracies != NET_EPOCHS:
-        fail(f"train_simple_net(train_dl, valid_dl, {NET_EPOCHS}) should return the {NET_EPOCHS} validation "
-             f"accuracies that train_model returns for {NET_EPOCHS} epochs, got {accuracies!r}.")
-    with torch.no_grad():
-        out = model(vx[:5])
+    wrong_length = (f"train_simple_net(train_dl, valid_dl, {NET_EPOCHS}) should return the {NET_EPOCHS} "
+                    f"validation accuracies that train_model returns for {NET_EPOCHS} epochs, got {accuracies!r}.")
+    if call("len(accuracies)", len, accuracies, explain=lambda error: wrong_length) != NET_EPOCHS:
+        fail(wrong_length)
+    out = _scores("the network", model, vx[:5])
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (5, 1):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         fail(f"the network should give one score per image: shape (5, 1) for 5 images, got {shape}. "
@@ -702,8 +560,7 @@ def _check_net(fn, seed, flip, case):
     if _is_linear(model, vx[torch.linspace(0, len(vx) - 1, 40).long()]):
         fail("the network is a linear function of its input: two linear layers in a row are just one "
              "linear layer. Put a nonlinearity, nn.ReLU(), between them.")
-    with torch.no_grad():
-        scores = model(vx)
+    scores = _scores("the network", model, vx)
     if not bool(torch.isfinite(scores).all()):
         fail(f"train_simple_net for {case}: training diverged (the scores became inf or nan): the "
              f"learning rate is far too large.")
@@ -713,7 +570,8 @@ def _check_net(fn, seed, flip, case):
         advice = ("Its scores are never negative, so it calls every image a 3: mnist_loss and "
                   "batch_accuracy apply the sigmoid themselves, so the last layer must be a plain "
                   "nn.Linear, with no ReLU or sigmoid after it.")
-    _check_trained(model, accuracy(model, vx, vy), NET_EPOCHS, "train_simple_net", case, advice)
+    trained = Trained(model, result, float(((scores > 0).long() == vy).float().mean()))
+    require_accuracy(trained, THRESHOLD, _not_trained("train_simple_net", case, NET_EPOCHS, advice))
 
 
 def simple_net(fn):
@@ -723,4 +581,4 @@ def simple_net(fn):
 
 def simple_net_hidden(fn, seed):
     _check_net(fn, seed, True, "the 3s and 7s with the labels swapped (1 for a 7)")
-    print("✓ train_simple_net: hidden tests passed.")
+    passed_hidden("train_simple_net")

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cells import grade_ids
 from .course import CourseError
 
 COPY_SUFFIX = re.compile(r"(?:-(\d+)| \((\d+)\))$")
@@ -66,9 +67,8 @@ def _lesson_of(stem: str, assignments: list[str]) -> tuple[str, int] | None:
 def _lesson_by_cells(path: Path, cell_ids: dict[str, set[str]]) -> str | None:
     """The lesson whose nbgrader cell ids the notebook holds: most of them, and more than of any other."""
     try:
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-        found = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells if isinstance(c, dict)}
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        found = grade_ids(json.loads(path.read_text(encoding="utf-8")).get("cells", []))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError):
         return None
     share = {lesson: len(found & ids) / len(ids) for lesson, ids in cell_ids.items() if ids}
     ranked = sorted(share, key=share.get, reverse=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
+
+from ..files import find_up
 
 CONFIG = Path("autograders") / "nbgrader_config.py"
 SQLITE_WAIT = 300  # seconds a grader waits for another one's write to the SQLite gradebook
@@ -26,18 +30,20 @@ class Course:
     def find(cls, start: Path | None = None, db: str | None = None) -> Course:
         """The course whose folder contains ``start`` (default: the current directory)."""
         start = Path(start or Path.cwd()).resolve()
-        for folder in (start, *start.parents):
-            if (folder / CONFIG).is_file():
-                return cls(folder, db)
-        raise CourseError(f"No course found at or above {start}: expected a folder with {CONFIG}. "
-                          f"Run this from the course folder, or pass --course.")
+        root = find_up(start, CONFIG)
+        if root is None:
+            raise CourseError(f"No course found at or above {start}: expected a folder with {CONFIG}. "
+                              f"Run this from the course folder, or pass --course.")
+        return cls(root, db)
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root).resolve())
         if not (self.root / CONFIG).is_file():
             raise CourseError(f"{self.root} is not a course folder: {CONFIG} is missing.")
 
-    def config(self) -> Config:
+    @cached_property
+    def _config(self) -> Config:
+        """The course config, loaded once (it is a Python file: loading it runs it)."""
         config = PyFileConfigLoader(CONFIG.name, path=str(self.root / CONFIG.parent)).load_config()
         config.CourseDirectory.root = str(self.root)  # the config's own ROOT, unless copied elsewhere
         url = self.db or config.CourseDirectory.db_url
@@ -53,18 +59,31 @@ class Course:
             config.CourseDirectory.db_url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return config
 
+    def config(self) -> Config:
+        """A copy of the course config, for the caller to change (merge a run's overrides into)."""
+        return copy.deepcopy(self._config)
+
+    def __getstate__(self) -> dict:
+        # to a worker process: the fields only (it loads the config once itself)
+        return {"root": self.root, "db": self.db}
+
     def path(self, key: str) -> Path:
         """One of the CourseDirectory folders: source, release, submitted, autograded, feedback."""
-        return self.root / self.config().CourseDirectory[f"{key}_directory"]
+        return self.root / self._config.CourseDirectory[f"{key}_directory"]
+
+    def notebook(self, key: str, assignment: str, student: str | None = None) -> Path:
+        """A lesson's notebook in one of the CourseDirectory folders: ``<source>/<lesson>/<lesson>.ipynb``, or
+        ``<autograded>/<student>/<lesson>/<lesson>.ipynb`` for one student's (submitted, autograded)."""
+        folder = self.path(key) / student if student is not None else self.path(key)
+        return folder / assignment / f"{assignment}.ipynb"
 
     @property
     def db_url(self) -> str:
-        return self.config().CourseDirectory.db_url
+        return self._config.CourseDirectory.db_url
 
     def assignments(self) -> list[str]:
         """Every lesson: a folder of ``solutions/`` holding a notebook of the same name."""
-        source = self.path("source")
-        return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+        return sorted(p.name for p in self.path("source").iterdir() if self.notebook("source", p.name).is_file())
 
     def api(self, overrides: dict | None = None):
         """nbgrader's Python API for this course, logging only problems; ``overrides`` are config

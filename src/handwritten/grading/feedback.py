@@ -7,6 +7,8 @@ import nbformat
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .cells import nbgrader_meta
+
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 
 
@@ -55,7 +57,7 @@ class LostPoints(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         lines = []
         for cell in nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
+            meta = nbgrader_meta(cell)
             if cell.cell_type == "code" and utils.is_grade(cell) and meta.get("score") is not None:
                 lost = float(meta.get("points") or 0) - float(meta.get("score") or 0)
                 if lost > 0:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -28,15 +28,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..files import write_atomic
 from . import records
 from .cases import graded_tests
+from .cells import grade_ids, nbgrader_meta, read_cells
 from .collect import Submission, collect
 from .course import Course, CourseError
 from .integrity import scan
 from .records import Result
 from .release import release
 from .report import write_item_analysis
-from .sandbox import CUT, EXITS, OUT_OF_MEMORY, PAST_WALL, Sandbox, resolve
+from .sandbox import CUT, Sandbox, ending_path, read_ending, resolve
 
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
 INCIDENTS = {  # errors in a graded notebook that an instructor should read about in its row
@@ -66,12 +68,16 @@ def _reason(outcome: dict) -> str:
 
 
 def deduplicate_ids(notebook: dict) -> int:
-    """JupyterLab's "split cell" and copy-paste duplicate a cell's nbgrader id, and nbgrader then
-    refuses the whole notebook. Keep the last cell with each id; earlier copies become plain
-    cells. Returns how many were changed."""
+    """JupyterLab's "split cell" and copy-paste duplicate a cell's nbgrader id. Keep the last cell with
+    each id; earlier copies become plain cells. Returns how many were changed.
+
+    nbgrader has its own DeduplicateIds, but it leaves an empty ``nbgrader`` dict in the cells it clears,
+    and OverwriteCells (with ``add_missing_cells``, this course's setting) then fails on the whole notebook
+    with ``KeyError: 'grade_id'`` (tests/grading/test_grade.py shows it). Done here, the integrity scan
+    also sees the cells nbgrader will grade."""
     seen, changed = set(), 0
     for cell in reversed(notebook.get("cells", [])):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id is None:
             continue
         if grade_id in seen:
@@ -81,18 +87,14 @@ def deduplicate_ids(notebook: dict) -> int:
     return changed
 
 
-def _grade_ids(notebook: dict) -> set[str]:
-    return {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in notebook.get("cells", [])} - {None}
-
-
 def wrong_lesson(course: Course, assignment: str, notebook: dict, released: dict) -> str:
     """Why this is not a notebook of ``assignment`` (another lesson's, or no lesson's), or ""."""
-    ids = _grade_ids(notebook)
-    if ids & _grade_ids(released):
+    ids = grade_ids(notebook["cells"])
+    if ids & grade_ids(released["cells"]):
         return ""
     for other in course.assignments():
-        path = course.path("release") / other / f"{other}.ipynb"
-        if other != assignment and path.exists() and ids & _grade_ids(json.loads(path.read_text(encoding="utf-8"))):
+        path = course.notebook("release", other)
+        if other != assignment and path.exists() and ids & grade_ids(read_cells(path)):
             return (f"this is the notebook of lesson {other}, submitted as {assignment}: "
                     f"ask the student for the right one, or rename it to {other}.ipynb and grade again")
     return f"no cell of this notebook belongs to {assignment} (not the released notebook, or its cells were rebuilt)"
@@ -100,11 +102,10 @@ def wrong_lesson(course: Course, assignment: str, notebook: dict, released: dict
 
 def place(course: Course, submission: Submission, notebook: dict) -> Path:
     """Write a submission where nbgrader looks for it (the original file is never touched)."""
-    folder = course.path("submitted") / submission.student / submission.assignment
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    target = folder / f"{submission.assignment}.ipynb"
+    target = course.notebook("submitted", submission.assignment, submission.student)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
     target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 
@@ -138,26 +139,11 @@ def autograde(api, submission: Submission) -> dict:
     return outcome
 
 
-def killed(ending: tuple[int, str] | None, limits: Sandbox) -> str:
-    """Why a kernel that ended (exit status, end of its stderr) was killed, when a limit explains it, or ""."""
-    if ending is None:
-        return ""
-    status, stderr = ending
-    number = -status if status < 0 else status - 128 if status > 128 else 0  # bubblewrap reports signal n as 128 + n
-    if number in (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS) or "MemoryError" in stderr:
-        how = f"was killed ({signal.Signals(number).name})" if number else "died"
-        return (f"the kernel {how} while running the notebook: it ran out of memory "
-                f"(the sandbox allows {limits.memory / 1024**3:g} GB)" + ("" if number else " and could not go on"))
-    if number == signal.SIGXCPU:
-        return f"the kernel used up its CPU time ({limits.cpu_seconds} s) and was stopped"
-    return ""
-
-
 def incidents(course: Course, submission: Submission) -> list[str]:
-    path = course.path("autograded") / submission.student / submission.assignment / f"{submission.assignment}.ipynb"
+    """What went wrong in the graded notebook that its instructor should read about (see INCIDENTS)."""
     try:
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-    except (OSError, ValueError):
+        cells = read_cells(course.notebook("autograded", submission.assignment, submission.student))
+    except (OSError, ValueError, KeyError):
         return []
     found = []
     for cell in cells:
@@ -175,53 +161,44 @@ def incidents(course: Course, submission: Submission) -> list[str]:
 def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "") -> Result:
     """Autograde one student's notebook for one lesson and write its feedback."""
     api = api or course.api()
-    base = Result(submission.student, submission.assignment, sandbox=sandbox,
-                  late="_LATE_" in submission.path.name.upper())
+    student, assignment = submission.student, submission.assignment
+    late = "_LATE_" in submission.path.name.upper()
     try:
         notebook = json.loads(submission.path.read_text(encoding="utf-8"))
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise ValueError("no cells")
     except (UnicodeDecodeError, ValueError) as error:
-        base.status = f"error: not a readable notebook ({error})"
-        return base
+        return Result.error(student, assignment, f"not a readable notebook ({error})", sandbox=sandbox, late=late)
     duplicates = deduplicate_ids(notebook)
-    released = json.loads((course.path("release") / submission.assignment
-                           / f"{submission.assignment}.ipynb").read_text(encoding="utf-8"))
-    wrong = wrong_lesson(course, submission.assignment, notebook, released)
+    released = json.loads(course.notebook("release", assignment).read_text(encoding="utf-8"))
+    wrong = wrong_lesson(course, assignment, notebook, released)
     if wrong:
-        base.status = f"error: {wrong}"
-        return base
-    base.flags = scan(notebook, released)
+        return Result.error(student, assignment, wrong, sandbox=sandbox, late=late)
+    flags = scan(notebook, released)
     place(course, submission, notebook)
+    workdir = course.notebook("autograded", assignment, student).parent
+    ending_path(workdir).unlink(missing_ok=True)  # an earlier run's: not this one's to report
     outcome = autograde(api, submission)
+    ending, limits = read_ending(workdir), Sandbox(config=api.config)
     if not outcome["success"]:
-        workdir = (course.path("autograded") / submission.student / submission.assignment).resolve()
-        ending = EXITS.pop(str(workdir), None)
-        if str(workdir) in OUT_OF_MEMORY:
-            OUT_OF_MEMORY.discard(str(workdir))
-            ending = (ending or (1, ""))[0], "MemoryError"
-        base.status = f"error: {killed(ending, Sandbox(config=api.config)) or _reason(outcome)}"
-        return base
-    result = scores(course, submission.student, submission.assignment)
-    result.sandbox, result.late, result.flags = base.sandbox, base.late, base.flags
+        return Result.error(student, assignment, ending.killed(limits) or _reason(outcome), sandbox=sandbox,
+                            late=late, flags=flags)
+    result = scores(course, student, assignment)
+    result.sandbox, result.late, result.flags = sandbox, late, flags
     if duplicates:
-        result.status = f"graded; {duplicates} duplicated cell id(s) ignored (split or copied cells)"
-    for incident in incidents(course, submission):
-        result.status += f"; {incident}"
+        result.notes.append(f"{duplicates} duplicated cell id(s) ignored (split or copied cells)")
+    result.notes += incidents(course, submission)
     if submission.renamed:
-        result.status += f"; the file was named {submission.renamed!r}: matched to this lesson by its cell ids"
-    workdir = str((course.path("autograded") / submission.student / submission.assignment).resolve())
-    if workdir in PAST_WALL:
-        PAST_WALL.discard(workdir)
-        limit = Sandbox(config=api.config).wall_seconds
-        result.status += f"; the notebook reached its wall-time limit ({limit} s): the cell then running was cut"
-    feedback = api.generate_feedback(submission.assignment, submission.student, force=True)
-    html = (course.path("feedback") / submission.student / submission.assignment
-            / f"{submission.assignment}.html")
+        result.notes.append(f"the file was named {submission.renamed!r}: matched to this lesson by its cell ids")
+    if ending.past_wall:
+        result.notes.append(f"the notebook reached its wall-time limit ({limits.wall_seconds} s): "
+                            f"the cell then running was cut")
+    feedback = api.generate_feedback(assignment, student, force=True)
+    html = course.path("feedback") / student / assignment / f"{assignment}.html"
     if feedback["success"] and html.exists():
         result.feedback = html
     else:
-        result.status += f"; feedback failed: {_reason(feedback)}"
+        result.notes.append(f"feedback failed: {_reason(feedback)}")
     return result
 
 
@@ -232,27 +209,27 @@ def grade_and_record(course: Course, submission: Submission, digest: str, api, s
     except Exception as error:  # one notebook must never stop the batch: say why in its row
         traceback.print_exc()
         # not recorded: the next run tries this one again
-        return Result(submission.student, submission.assignment, sandbox=sandbox,
-                      status=f"error: grading failed ({type(error).__name__}: {error}); "
-                             f"see autograders/grading.log, then grade again")
+        return Result.error(submission.student, submission.assignment,
+                            f"grading failed ({type(error).__name__}: {error}); see autograders/grading.log, "
+                            f"then grade again", sandbox=sandbox)
     result.digest = digest
     records.save(course, result)
     return result
 
 
 def write_csv(results: list[Result], path: Path) -> None:
+    """``grades.csv``: one row per student and lesson, one column per test."""
     tests = sorted({name for r in results for name in r.tests})
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["student", "lesson", "status", "notes", "score", "max_score", "manual_points_to_grade",
+                     "late", "sandbox", "integrity_flags", *tests, "feedback"])
+    for r in results:
+        writer.writerow([r.student, r.assignment, r.status, "; ".join(r.notes), f"{r.score:g}", f"{r.max_score:g}",
+                         f"{r.manual_max:g}", "yes" if r.late else "", r.sandbox, "; ".join(r.flags),
+                         *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests), str(r.feedback or "")])
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "lesson", "status", "score", "max_score", "manual_points_to_grade",
-                         "late", "sandbox", "integrity_flags", *tests, "feedback"])
-        for r in results:
-            writer.writerow([r.student, r.assignment, r.status, f"{r.score:g}", f"{r.max_score:g}",
-                             f"{r.manual_max:g}", "yes" if r.late else "", r.sandbox, "; ".join(r.flags),
-                             *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests), str(r.feedback or "")])
-    os.replace(partial, path)
+    write_atomic(path, text.getvalue())
 
 
 @contextlib.contextmanager
@@ -329,10 +306,9 @@ def _cell_ids(course: Course) -> dict[str, set[str]]:
     found = {}
     for assignment in course.assignments():
         try:
-            cells = json.loads((course.path("release") / assignment / f"{assignment}.ipynb").read_text())["cells"]
+            found[assignment] = grade_ids(read_cells(course.notebook("release", assignment)))
         except (OSError, ValueError, KeyError):
             continue
-        found[assignment] = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells} - {None}
     return found
 
 
@@ -368,7 +344,7 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
         if todo and shard is not None:
             _released(course, {s.assignment for s, _ in todo})
         elif todo:
-            changed = release(course, sorted({s.assignment for s, _ in todo}))
+            changed = release(course, sorted({s.assignment for s, _ in todo}), if_changed=True)
             if changed:
                 problems.append(f"lessons/ was out of date with solutions/ and was regenerated: "
                                 f"{', '.join(changed)}")
@@ -392,9 +368,9 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
                         try:
                             results[s.student, s.assignment] = future.result()
                         except BrokenProcessPool:
-                            results[s.student, s.assignment] = Result(
-                                s.student, s.assignment, sandbox=mode,
-                                status="error: the grading process died; grade again to retry this one")
+                            results[s.student, s.assignment] = Result.error(
+                                s.student, s.assignment, "the grading process died; grade again to retry this one",
+                                sandbox=mode)
                         bar.update()
     finally:
         if collected.workdir is not None:

@@ -15,14 +15,12 @@ import warnings
 
 from IPython.core.inputtransformer2 import TransformerManager
 
+from .cells import nbgrader_meta as _meta
+
 GUARDED = {"torch", "numpy", "handwritten", "builtins", "__builtins__", "math"}
 FILE_OPENERS = {"open", "Path", "read_text", "read_bytes", "load", "listdir", "scandir", "walk", "glob", "iglob",
                 "connect", "Gradebook"}
 FORBIDDEN_MODULES = {"ctypes": "loads ctypes (raw memory access)", "gc": "uses gc (can reach hidden objects)"}
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def _source(cell) -> str:

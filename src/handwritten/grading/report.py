@@ -12,7 +12,7 @@ from .records import Result
 
 def item_rows(results: list[Result], max_points: dict[tuple[str, str], float]) -> list[dict]:
     """One row per lesson and test; ``max_points[lesson, test]`` is what a test is worth."""
-    graded = [r for r in results if r.status.startswith("graded")]
+    graded = [r for r in results if r.graded]
     rows = []
     for lesson, test in sorted({(r.assignment, t) for r in graded for t in r.tests}):
         scores = [r.tests[test] for r in graded if r.assignment == lesson and test in r.tests]
@@ -39,7 +39,7 @@ def write_item_analysis(results: list[Result], max_points: dict[tuple[str, str],
         for row in rows:
             writer.writerow(row | {"points": f"{row['points']:g}", "pass_rate": f"{row['pass_rate']:.3f}",
                                    "mean_points": f"{row['mean_points']:.3f}"})
-    graded = [r for r in results if r.status.startswith("graded") and r.max_score]
+    graded = [r for r in results if r.graded and r.max_score]
     figure = Figure(figsize=(11, max(3.5, 0.28 * len(rows) + 1.5)), layout="constrained")
     left, right = figure.subplots(1, 2, width_ratios=[1, 1.3])
     left.hist([100 * r.score / r.max_score for r in graded], bins=[i * 10 for i in range(11)],

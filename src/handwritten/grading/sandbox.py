@@ -9,17 +9,27 @@ memory, CPU time, file size and the number of processes are bounded (``limits.py
 
 Without bubblewrap, only the limits apply: the mode is then ``limits`` and grading says so loudly.
 nbgrader loads ``SandboxedExecute`` in place of its ``Execute`` (``autograders/nbgrader_config.py``).
+
+How each kernel ended (it died, and how; it ran out of memory; the notebook reached its wall-time
+limit) is the executor's to know and the grader's to report. The executor writes it down, as
+``autograded/<student>/<lesson>.ending.json`` (``ending_path``): beside the kernel's working folder, never
+in it, so the sandboxed kernel cannot reach it; the grader reads it back with ``read_ending``, whether
+nbgrader ran in the grader's process or in another one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,13 +41,11 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Enum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..files import write_atomic
 from .course import CourseError
 from .limits import pids_cgroup_root
 
 GB = 1024**3
-OUT_OF_MEMORY: set[str] = set()  # working folders whose kernel died after a MemoryError
-PAST_WALL: set[str] = set()  # working folders whose notebook reached the wall-time limit
-EXITS: dict[str, tuple[int, str]] = {}  # working folder -> how its last kernel ended: (status, stderr's end)
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
             "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
             "bubblewrap) and grade again.")
@@ -67,6 +75,48 @@ class Sandbox(LoggingConfigurable):
         "seconds a whole notebook may run: the cell running then is interrupted, later cells get a second "
         "each (a per-cell limit alone lets many slow cells add up)")).tag(config=True)
     data_dir = Unicode(help="a folder the kernel may read (full MNIST's cache)").tag(config=True)
+
+
+@dataclass
+class Ending:
+    """How the kernel of one graded notebook ended, as its executor saw it."""
+
+    exit_status: int | None = None  # when the kernel died by itself (None: it lived until shut down)
+    stderr: str = ""                # the end of its stderr, when it died
+    out_of_memory: bool = False     # it died after a cell's MemoryError
+    past_wall: bool = False         # the notebook reached its wall-time limit: the cell then running was cut
+
+    def killed(self, limits: Sandbox) -> str:
+        """Why the kernel was killed, when one of ``limits`` explains it, or ""."""
+        status = self.exit_status if self.exit_status is not None else 1 if self.out_of_memory else None
+        if status is None:
+            return ""
+        number = -status if status < 0 else status - 128 if status > 128 else 0  # bubblewrap: signal n is 128 + n
+        if (self.out_of_memory or "MemoryError" in self.stderr
+                or number in (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS)):
+            how = f"was killed ({signal.Signals(number).name})" if number else "died"
+            return (f"the kernel {how} while running the notebook: it ran out of memory "
+                    f"(the sandbox allows {limits.memory / GB:g} GB)" + ("" if number else " and could not go on"))
+        if number == signal.SIGXCPU:
+            return f"the kernel used up its CPU time ({limits.cpu_seconds} s) and was stopped"
+        return ""
+
+
+def ending_path(workdir: Path) -> Path:
+    """Where the executor leaves the ending of the kernel that ran in ``workdir``: beside that folder (the only
+    one of the course the sandboxed kernel sees), not in it."""
+    workdir = Path(workdir).resolve()
+    return workdir.with_name(workdir.name + ".ending.json")
+
+
+def read_ending(workdir: Path) -> Ending:
+    """How the last kernel that ran in ``workdir`` ended (an ending with nothing to say if no kernel
+    ran there, or its record is unreadable)."""
+    try:
+        data = json.loads(ending_path(workdir).read_text(encoding="utf-8"))
+        return Ending(**{f.name: data[f.name] for f in fields(Ending) if f.name in data})
+    except (OSError, ValueError, TypeError):
+        return Ending()
 
 
 @lru_cache
@@ -135,10 +185,26 @@ def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "") -> list[str]:
     # JPY_PARENT_PID=1: the grader's pid means nothing in the sandbox's pid namespace, and
     # --die-with-parent already ends the kernel with its grader.
     env.update(HOME="/tmp", JPY_PARENT_PID="1", PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-               NBGRADER_EXECUTION=os.environ.get("NBGRADER_EXECUTION", "autograde"), MPLCONFIGDIR="/tmp/mpl")
+               NBGRADER_EXECUTION=os.environ.get("NBGRADER_EXECUTION", "autograde"), MPLCONFIGDIR=str(rundir / "mpl"))
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
     return args + ["--bind", str(rundir), str(rundir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+
+
+def matplotlib_cache() -> Path:
+    """Where matplotlib keeps this account's font list (matplotlib's own rule, without importing it)."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return Path(os.environ["MPLCONFIGDIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
+
+
+def seed_matplotlib(folder: Path) -> None:
+    """Give a sandboxed kernel's matplotlib this account's font list: else each kernel scans the system's
+    fonts again into its empty cache (0.5 s or more per notebook; the fonts are at the same paths inside)."""
+    folder.mkdir(exist_ok=True)
+    for found in matplotlib_cache().glob("fontlist-*.json"):
+        with contextlib.suppress(OSError):
+            shutil.copyfile(found, folder / found.name)
 
 
 def limits_args(sandbox: Sandbox, name: str) -> list[str]:
@@ -153,7 +219,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     network, so it is reached over Unix sockets in a private folder shared with the sandbox."""
 
     _rundir: Path | None = None
-    _workdir = ""
+    exited: tuple[int, str] | None = None  # (exit status, end of stderr) of a kernel that died by itself
 
     def _sandbox(self) -> tuple[Sandbox, str]:
         sandbox = Sandbox(parent=self)
@@ -168,6 +234,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         sandbox, mode = self._sandbox()
         self._rundir = Path(tempfile.mkdtemp(prefix="handwritten-kernel-"))
         if mode == "bwrap":
+            seed_matplotlib(self._rundir / "mpl")
             self.transport = "ipc"
             self.ip = str(self._rundir / "kernel")
             self.connection_file = str(self._rundir / "kernel.json")
@@ -175,7 +242,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         sandbox, mode = self._sandbox()
-        self._workdir = str(Path(kw.get("cwd") or os.getcwd()).resolve())
+        self.exited = None
         # the kernel's stderr, kept to say why it died (the grader's own stderr is the log)
         kw["stderr"] = open(self._rundir / "stderr", "wb")
         kw["env"] = {**(kw.get("env") or os.environ), **thread_env()}
@@ -194,14 +261,14 @@ class SandboxedKernelManager(AsyncKernelManager):
     def _note_exit(self) -> None:
         """Remember how a kernel that has already ended ended (a signal says which limit killed it)."""
         process = getattr(self.provisioner, "process", None)
-        if process is not None and process.poll() is not None and self._workdir:
+        if process is not None and process.poll() is not None:
             try:
                 with open(self._rundir / "stderr", "rb") as f:
                     f.seek(max(0, f.seek(0, 2) - 4000))
                     tail = f.read().decode(errors="replace")
             except (OSError, TypeError):
                 tail = ""
-            EXITS[self._workdir] = (process.returncode, tail)
+            self.exited = (process.returncode, tail)
 
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         self._note_exit()  # before the shutdown kills it (if still alive) and forgets the process
@@ -242,13 +309,30 @@ GUARD = Path(__file__).with_name("kernel_guard.py")
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute, with every kernel started by ``SandboxedKernelManager``, and the
-    kernel guard (``kernel_guard.py``) undoing monkeypatches before every test cell."""
+    """nbgrader's Execute, with every kernel started by ``SandboxedKernelManager``, the kernel guard
+    (``kernel_guard.py``) undoing monkeypatches before every test cell, and the kernel's ending written
+    down for the grader (``ending_path``)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
         self._code_cells_run, self._memory_error = 0, False
+        self.ending, self._manager = Ending(), None
+
+    def preprocess(self, nb, resources=None, km=None):
+        self.ending, self._manager = Ending(), None
+        workdir = Path((resources or {}).get("metadata", {}).get("path") or os.getcwd())
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            if self._manager is not None and self._manager.exited is not None:
+                self.ending.exit_status, self.ending.stderr = self._manager.exited
+            with contextlib.suppress(OSError):  # without it, the grader only says less about this kernel
+                write_atomic(ending_path(workdir), json.dumps(asdict(self.ending), indent=1) + "\n")
+
+    def create_kernel_manager(self):
+        self._manager = super().create_kernel_manager()  # nbclient forgets it once the kernel is cleaned up
+        return self._manager
 
     async def async_start_new_kernel(self, **kwargs):
         self._code_cells_run, self._memory_error = 0, False
@@ -264,8 +348,8 @@ class SandboxedExecute(Execute):
         return timeout
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        if time.monotonic() >= getattr(self, "_deadline", float("inf")) - 1 and self.km is not None:
-            PAST_WALL.add(self.km._workdir)  # interrupted by the notebook's limit, not the cell's: say so
+        if time.monotonic() >= getattr(self, "_deadline", float("inf")) - 1:
+            self.ending.past_wall = True  # interrupted by the notebook's limit, not the cell's: say so
         return await super()._async_handle_timeout(timeout, cell)
 
     async def _quietly(self, code: str) -> None:
@@ -281,8 +365,7 @@ class SandboxedExecute(Execute):
         try:
             result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
-            if self._memory_error and self.km is not None:
-                OUT_OF_MEMORY.add(self.km._workdir)  # it died after a MemoryError: say so in its row
+            self.ending.out_of_memory = self._memory_error  # it died after a MemoryError: say so in its row
             raise
         self._memory_error |= any(o.get("ename") == "MemoryError" for o in cell.get("outputs", []))
         if cell.cell_type == "code" and cell.source.strip():

@@ -5,16 +5,20 @@ student's earlier answers, so that a mistake is penalised once), the widgets, th
 =================  ======  =====================================================================
 module             lesson  what it holds
 =================  ======  =====================================================================
-``pixels``         01      the pixel-distance baseline: ``mnist_distance``, ``is_3``, its accuracy
+``pixels``         01      the tensor drills and the pixel-distance baseline: ``mnist_distance``,
+                           ``is_3``, ``validation_accuracy``
 ``sgd``            02      the seven steps: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
-                           ``BasicOptim``, ``train_model``
+                           ``BasicOptim``, ``train_epoch``, ``validate_epoch``, ``train_model``
 ``batching``       02, 05  ``TensorBatches``: mini-batches sliced from tensors held in memory
 ``torch_nn``       03      ``log_softmax``, ``nll``, ``accuracy``, ``loss_batch``, ``fit``, ``get_data``
-``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, the output-shape formula
-``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``evaluate_accuracy``,
-                           ``train_fast``
-``inside_cnn``     06      ``rightness``, ``shift_image``
-``engine``         07      the tiny autograd engine: ``Tensor``, its ops, ``Module``, ``Linear``, ``SGD``
+``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, ``conv_output_shape``
+``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``lenet_shapes``,
+                           ``evaluate_accuracy``, ``train_fast``
+``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
+                           ``shift_image``
+``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops,
+                           ``Module``, ``Linear``, ``MLP``, ``SGD``, ``fit``, ``numerical_gradient``
+``dtypes``         all     ``as_float``: the answers compute in float32, or wider if an input is
 =================  ======  =====================================================================
 
 The course's models (the seeds' networks, the pretrained ConvNet) live in ``handwritten.models``.

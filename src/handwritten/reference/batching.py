@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["TensorBatches"]
+
 
 class TensorBatches:
     """Batches sliced from tensors already in memory: ``for xb, yb in TensorBatches(x, y, 64, shuffle=True)``.

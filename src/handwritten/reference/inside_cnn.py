@@ -1,10 +1,71 @@
-"""Lesson 06, inside a CNN: counting right answers, and the shift test's shifted digits."""
+"""Lesson 06, inside a CNN: a validation set split off the test set, counting right answers, predicting one
+image at a time, the training loop that records error rates and snapshots the kernels, and the shift test's
+shifted digits. The lesson's network, ``ConvNet``, lives in ``handwritten.models``."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, SubsetRandomSampler
+
+__all__ = ["SHIFT_DIRECTIONS", "predict_one_by_one", "rightness", "shift_image", "split_test_set", "train"]
 
 SHIFT_DIRECTIONS = ("left", "right", "up", "down")
+
+
+def split_test_set(dataset, n_val: int, batch_size: int = 64) -> tuple[DataLoader, DataLoader]:
+    """``(validation_loader, test_loader)`` over ``dataset``: its first ``n_val`` indices and the rest, each drawn
+    by a ``SubsetRandomSampler`` in a new order every epoch. (Lesson 06.)"""
+    indices = range(len(dataset))
+    validation_loader = DataLoader(dataset, batch_size=batch_size, sampler=SubsetRandomSampler(indices[:n_val]))
+    test_loader = DataLoader(dataset, batch_size=batch_size, sampler=SubsetRandomSampler(indices[n_val:]))
+    return validation_loader, test_loader
+
+
+def rightness(predictions: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(number of right predictions, number of labels)`` for a batch of class scores, one row per image: counts,
+    which the caller adds up over batches. (Lesson 06.)"""
+    pred = predictions.detach().argmax(1)
+    return (pred == labels.view_as(pred)).sum(), len(labels)
+
+
+def predict_one_by_one(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The class ``model`` predicts for each image, one forward pass (a batch of one) per image, in evaluation mode
+    and without gradients. (Lesson 06.)"""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(images[i:i + 1]).argmax(1) for i in range(len(images))])
+
+
+def train(net: nn.Module, train_loader, validation_loader, epochs: int = 1, lr: float = 0.05,
+          record_every: int = 20) -> tuple[list, list]:
+    """Train ``net`` with SGD (momentum 0.9) and the cross-entropy loss; after the step of every batch whose index
+    is a multiple of ``record_every``, append to ``record`` (training error %, validation error %) and to
+    ``weights`` copies of ``[conv1.weight, conv1.bias, conv2.weight, conv2.bias]``. Returns
+    ``(record, weights)``. (Lesson 06.)"""
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    record, weights = [], []
+    for _ in range(epochs):
+        train_rights = []
+        for batch_idx, (data, target) in enumerate(train_loader):
+            net.train()
+            output = net(data)
+            loss = criterion(output, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            train_rights.append(rightness(output, target))
+            if batch_idx % record_every == 0:
+                net.eval()
+                with torch.no_grad():
+                    val_rights = [rightness(net(images), labels) for images, labels in validation_loader]
+                train_right = float(sum(r for r, _ in train_rights)) / sum(n for _, n in train_rights)
+                val_right = float(sum(r for r, _ in val_rights)) / sum(n for _, n in val_rights)
+                record.append((100 - 100 * train_right, 100 - 100 * val_right))
+                weights.append([p.detach().clone() for p in (net.conv1.weight, net.conv1.bias,
+                                                             net.conv2.weight, net.conv2.bias)])
+    return record, weights
 
 
 def shift_image(image: torch.Tensor, pixels: int, direction: str = "left") -> torch.Tensor:

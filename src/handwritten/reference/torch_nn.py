@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+__all__ = ["HISTORY_KEYS", "accuracy", "fit", "fit_epoch", "get_data", "log_softmax", "loss_batch", "nll"]
+
 HISTORY_KEYS = ("train_loss", "valid_loss", "valid_accuracy")
 
 

@@ -1,0 +1,25 @@
+"""A notebook's nbgrader cells, read the same way everywhere: from nbformat's nodes (where
+``nbgrader.utils.is_grade`` and its siblings apply too) and from plain JSON, which a broken or hostile
+submission may be."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def nbgrader_meta(cell) -> dict:
+    """A cell's nbgrader metadata: ``{}`` for a plain cell, or a cell without metadata."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    found = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def grade_ids(cells) -> set[str]:
+    """The nbgrader ids of these cells (a notebook's ``cells``)."""
+    return {nbgrader_meta(cell).get("grade_id") for cell in cells} - {None}
+
+
+def read_cells(path: Path) -> list:
+    """The cells of a notebook file, as plain JSON."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]

@@ -1,0 +1,259 @@
+"""Lesson 07, build your own framework: the tiny autograd engine on NumPy arrays -- a ``Tensor`` that remembers
+how it was computed and fills in gradients with ``backward()``, ``unbroadcast`` and the ops a network needs,
+``Module``, ``Linear``, ``SGD``, the lesson's ``MLP`` and ``fit`` -- and ``numerical_gradient``, which checks
+any of its gradients by central differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------- the Tensor and backward()
+
+__all__ = [
+    "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "matmul", "relu", "sum_all",
+    "mean", "reshape", "log_softmax", "cross_entropy", "Module", "Linear", "MLP", "SGD", "fit", "numerical_gradient",
+]
+
+
+class Tensor:
+    """A NumPy array (float64) that remembers the Tensors it was computed from (``parents``) and how to pass a
+    gradient back to them (``grad_fn``: the output's gradient -> a tuple, one gradient per parent). (Lesson 07.)"""
+
+    def __init__(self, data, parents=(), grad_fn=None):
+        self.data = np.asarray(data, dtype=np.float64)
+        self.grad = np.zeros_like(self.data)
+        self.parents = tuple(parents)
+        self.grad_fn = grad_fn
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def item(self):
+        return float(self.data)
+
+    def __repr__(self):
+        return f"Tensor({self.data!r})"
+
+    def backward(self):
+        """Fill in ``.grad`` of every Tensor this one depends on (self is a scalar, like a loss). (Lesson 07.)"""
+        backprop(self, np.ones_like(self.data))
+
+
+def tensor(x):
+    """``x`` itself if it is a Tensor, else a Tensor made from it (a number in ``2 * x``). (Lesson 07.)"""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def topological_order(root) -> list:
+    """Every node ``root`` depends on, each after all its parents (a depth-first post-order, without recursion,
+    each node once). (Lesson 07.)"""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in getattr(node, "parents", ()))
+    return order
+
+
+def backprop(root, grad) -> None:
+    """``backward()`` with any starting gradient: set ``root.grad`` to ``grad``, then call every node's grad_fn
+    once, in reverse topological order, adding each gradient it returns to its parent's. (Lesson 07.)"""
+    root.grad = np.array(grad, dtype=np.float64)
+    for node in reversed(topological_order(root)):
+        if node.grad_fn is not None:
+            for parent, g in zip(node.parents, node.grad_fn(node.grad)):
+                parent.grad = np.asarray(parent.grad + np.asarray(g, dtype=np.float64))
+
+
+# ---------------------------------------------------------------- the ops
+
+
+def unbroadcast(grad, shape):
+    """``grad`` summed over the axes that broadcasting added to, or stretched in, an array of ``shape``.
+    (Lesson 07.)"""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis=axis, keepdims=True)
+    return grad
+
+
+def add(a, b):
+    """``a + b`` with broadcasting. (Lesson 07.)"""
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data + b.data, (a, b), lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)))
+
+
+def mul(a, b):
+    """``a * b`` elementwise, with broadcasting. (Lesson 07.)"""
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data * b.data, (a, b),
+                  lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)))
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D ``a`` and ``b``. (Lesson 07.)"""
+    a, b = tensor(a), tensor(b)
+    return Tensor(a.data @ b.data, (a, b), lambda g: (g @ b.data.T, a.data.T @ g))
+
+
+def relu(a):
+    """``max(a, 0)`` elementwise. (Lesson 07.)"""
+    mask = a.data > 0
+    return Tensor(a.data * mask, (a,), lambda g: (g * mask,))
+
+
+def sum_all(a):
+    """The sum of every element of ``a``, as a scalar Tensor. (Lesson 07.)"""
+    return Tensor(a.data.sum(), (a,), lambda g: (np.broadcast_to(g, a.shape),))
+
+
+def mean(a):
+    """The mean of every element of ``a``, as a scalar Tensor. (Lesson 07.)"""
+    n = a.data.size
+    return Tensor(a.data.mean(), (a,), lambda g: (np.broadcast_to(g / n, a.shape),))
+
+
+def reshape(a, shape):
+    """``a`` with a new shape: the same elements in the same order. (Lesson 07.)"""
+    return Tensor(a.data.reshape(shape), (a,), lambda g: (g.reshape(a.shape),))
+
+
+def _log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def log_softmax(a):
+    """``log(softmax(a))`` along the last axis, without overflow (each row's maximum subtracted first).
+    (Lesson 07.)"""
+    out = _log_softmax(a.data)
+    return Tensor(out, (a,), lambda g: (g - np.exp(out) * g.sum(axis=-1, keepdims=True),))
+
+
+def cross_entropy(logits, targets):
+    """The mean negative log-likelihood of the integer ``targets`` under ``softmax(logits)``, a scalar Tensor.
+    (Lesson 07.)"""
+    targets = np.asarray(targets)
+    rows = np.arange(len(targets))
+    logp = _log_softmax(logits.data)
+
+    def grad_fn(g):
+        d = np.exp(logp)
+        d[rows, targets] -= 1
+        return (g * d / len(targets),)
+
+    return Tensor(-logp[rows, targets].mean(), (logits,), grad_fn)
+
+
+Tensor.__add__ = Tensor.__radd__ = add
+Tensor.__mul__ = Tensor.__rmul__ = mul
+Tensor.__matmul__ = matmul
+Tensor.relu, Tensor.sum, Tensor.mean, Tensor.reshape = relu, sum_all, mean, reshape
+
+# ---------------------------------------------------------------- layers, optimiser, training
+
+
+class Module:
+    """The base class of layers and models: ``parameters()``, ``zero_grad()``, and calling runs ``forward``.
+    (Lesson 07.)"""
+
+    def parameters(self):
+        params = []
+        for value in vars(self).values():
+            items = value if isinstance(value, list | tuple) else [value]
+            for item in items:
+                if isinstance(item, Tensor):
+                    params.append(item)
+                elif hasattr(item, "parameters") and callable(item.parameters):
+                    params += item.parameters()
+        return params
+
+    def zero_grad(self):
+        """Every parameter's gradient set to zeros of its shape. (Lesson 07.)"""
+        for p in self.parameters():
+            p.grad = np.zeros_like(p.data)
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+
+class Linear(Module):
+    """``x @ weight + bias``; the weight is stored ``(n_in, n_out)`` and starts, like the bias, uniform in
+    ``±1/sqrt(n_in)`` (NumPy's global random state). (Lesson 07.)"""
+
+    def __init__(self, n_in, n_out):
+        bound = 1 / math.sqrt(n_in)
+        self.weight = Tensor(np.random.uniform(-bound, bound, (n_in, n_out)))
+        self.bias = Tensor(np.random.uniform(-bound, bound, n_out))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+class MLP(Module):
+    """The lesson's network: 784 pixels -> ``n_hidden`` ReLU units -> 10 logits. (Lesson 07.)"""
+
+    def __init__(self, n_hidden=128):
+        self.hidden = Linear(784, n_hidden)
+        self.out = Linear(n_hidden, 10)
+
+    def forward(self, x):
+        return self.out(relu(self.hidden(x)))
+
+
+class SGD:
+    """Plain gradient descent: ``step()`` moves each parameter by ``-lr * grad``, in place. (Lesson 07.)"""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self):
+        for p in self.params:
+            p.data -= self.lr * p.grad
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = np.zeros_like(p.data)
+
+
+def fit(epochs, model, loss_func, opt, x_train, y_train, bs):
+    """Mini-batch SGD: each epoch in a new random order (NumPy's global random state); returns every batch's
+    loss. (Lesson 07.)"""
+    losses = []
+    for _ in range(epochs):
+        order = np.random.permutation(len(x_train))
+        for start in range(0, len(x_train), bs):
+            batch = order[start:start + bs]
+            loss = loss_func(model(Tensor(x_train[batch])), y_train[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
+# ---------------------------------------------------------------- checking a gradient
+
+
+def numerical_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``d f(x) / dx`` by central differences, one element of ``x`` at a time (``f`` returns a number; ``x`` is
+    changed and put back). (Lesson 07.)"""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad

@@ -1,0 +1,115 @@
+"""Lesson 07's answers (``handwritten.reference.engine``): the tiny autograd engine agrees with torch.autograd
+and with central differences, follows the lesson's worked examples, and trains. (That it is the instructor
+notebook's engine is tested in tests/checks/test_autograd.py, beside the notebook's other tests.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from handwritten.reference import engine
+from handwritten.reference.engine import Tensor
+
+
+def test_the_lessons_first_graph():
+    x = Tensor(0.5)
+    a = 3 * x
+    y = a * a + 3 * a
+    y.backward()
+    assert float(x.grad) == 18.0 and float(a.grad) == 6.0
+
+
+def test_unbroadcast_is_the_lessons_example():
+    g = np.arange(12.0).reshape(3, 4)
+    assert engine.unbroadcast(g, (4,)).tolist() == [12.0, 15.0, 18.0, 21.0]
+    assert engine.unbroadcast(g, (3, 1)).tolist() == [[6.0], [22.0], [38.0]]
+    assert engine.unbroadcast(g, (1, 4)).tolist() == [[12.0, 15.0, 18.0, 21.0]]
+    assert engine.unbroadcast(np.ones((2, 3, 4)), ()).shape == ()
+    assert float(engine.unbroadcast(np.ones((2, 3)), ())) == 6
+
+
+def test_topological_order_lists_each_node_once_after_its_parents():
+    x = Tensor(1.0)
+    a = 3 * x
+    loss = engine.sum_all(a * a + a)
+    order = engine.topological_order(loss)
+    assert len(order) == len({id(n) for n in order}) and order[-1] is loss
+    position = {id(n): i for i, n in enumerate(order)}
+    assert all(position[id(p)] < position[id(n)] for n in order for p in n.parents)
+
+
+def test_the_engine_matches_torch_on_a_network():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 5)), rng.integers(0, 4, 6)
+    shapes = [(5, 7), (7,), (7, 4), (4,)]
+    params = [Tensor(rng.standard_normal(s)) for s in shapes]
+    w1, b1, w2, b2 = params
+    h = engine.relu(Tensor(x) @ w1 + b1)
+    loss = engine.cross_entropy(engine.reshape(h @ w2 + b2, (6, 4)), y)
+    loss.backward()
+    tparams = [torch.tensor(p.data, requires_grad=True) for p in params]
+    tw1, tb1, tw2, tb2 = tparams
+    tloss = F.cross_entropy(torch.relu(torch.tensor(x) @ tw1 + tb1) @ tw2 + tb2, torch.tensor(y))
+    tloss.backward()
+    assert loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("op,shape", [
+    (lambda t: engine.mean(engine.mul(t, t)), (2, 3)),
+    (lambda t: engine.sum_all(engine.mul(engine.add(t, Tensor(np.arange(3.0))), 2.5)), (4, 3)),
+    (lambda t: engine.sum_all(engine.mul(engine.log_softmax(t), np.arange(12.0).reshape(3, 4))), (3, 4)),
+    (lambda t: engine.cross_entropy(engine.reshape(t, (2, 6)), [1, 5]), (3, 4)),
+    (lambda t: engine.sum_all(engine.mul(engine.matmul(t, Tensor(np.ones((3, 2)))), np.arange(8.0).reshape(4, 2))),
+     (4, 3)),
+    (lambda t: engine.mean(engine.relu(engine.matmul(Tensor(np.arange(6.0).reshape(2, 3) - 2), t))), (3, 5)),
+])
+def test_numerical_gradient_agrees_with_backward(op, shape):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(shape)
+    weight = Tensor(w.copy())
+    op(weight).backward()
+    estimate = engine.numerical_gradient(lambda values: op(Tensor(values)).item(), w.copy())
+    np.testing.assert_allclose(estimate, weight.grad, rtol=1e-5, atol=1e-7)
+    assert np.abs(weight.grad).max() > 0
+
+
+def test_log_softmax_and_cross_entropy_do_not_overflow():
+    logits = np.array([[1000.0, 1001.0, 999.0], [-800.0, -805.0, -790.0]])
+    out = engine.log_softmax(Tensor(logits))
+    expected = torch.log_softmax(torch.tensor(logits), dim=-1).numpy()
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    loss = engine.cross_entropy(Tensor(logits), [1, 2])
+    assert loss.item() == pytest.approx(F.cross_entropy(torch.tensor(logits), torch.tensor([1, 2])).item(), rel=1e-12)
+
+
+def test_module_zero_grad_linear_and_sgd():
+    np.random.seed(0)
+    layer = engine.Linear(4, 3)
+    assert layer.weight.shape == (4, 3) and layer.bias.shape == (3,)
+    assert np.abs(layer.weight.data).max() <= 0.5 and layer.parameters() == [layer.weight, layer.bias]
+    x = Tensor(np.ones((2, 4)))
+    engine.sum_all(layer(x)).backward()
+    np.testing.assert_array_equal(layer.bias.grad, [2.0, 2.0, 2.0])
+    before = layer.weight.data.copy()
+    opt = engine.SGD(iter(layer.parameters()), lr=0.5)
+    opt.step()
+    np.testing.assert_allclose(layer.weight.data, before - 0.5 * 2.0)
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+def test_fit_trains_the_mlp():
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((10, 784))
+    y = rng.integers(0, 10, 400)
+    x = centres[y] + 0.5 * rng.standard_normal((400, 784))
+    np.random.seed(0)
+    model = engine.MLP(16)
+    losses = engine.fit(3, model, engine.cross_entropy, engine.SGD(model.parameters(), lr=0.1), x, y, bs=32)
+    assert len(losses) == 3 * 13 and all(isinstance(v, float) for v in losses)
+    assert np.mean(losses[-5:]) < 0.25 * np.mean(losses[:5])
+    assert (model(Tensor(x)).data.argmax(axis=1) == y).mean() > 0.95
