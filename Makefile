@@ -12,6 +12,9 @@ LAB_ARGS ?=
 SUBMISSIONS ?=
 GRADE_ARGS ?=
 DEMO_ARGS ?=
+# pytest processes side by side (pytest-xdist): `auto` is one per core; 0 runs the suite in this one process
+TEST_WORKERS ?= auto
+TEST_ARGS ?=
 
 .PHONY: help setup lab test release grade bench lint browser sandbox postgres demo
 
@@ -33,7 +36,7 @@ lab: setup  ## open the lessons in JupyterLab
 
 test: setup  ## run the whole test suite (installs Chromium, bubblewrap, PostgreSQL for their tests when CI is set)
 	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser sandbox postgres; fi
-	$(RUN) pytest
+	$(RUN) pytest -n $(TEST_WORKERS) $(TEST_ARGS)
 
 browser:  ## install Debian's Chromium for the browser tests (needs root)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }

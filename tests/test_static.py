@@ -61,3 +61,17 @@ def test_readme_lists_every_lesson_and_links_only_real_notebooks():
         assert row.rstrip().endswith("| **ready** |"), row
     for link in re.findall(r"\]\((lessons/[^)]+\.ipynb)\)", readme):
         assert (ROOT / link).is_file(), f"README links {link}, which does not exist"
+
+
+def test_the_suite_runs_side_by_side_in_units_that_share_their_fixtures():
+    from conftest import unit_of
+
+    grading = "tests/test_grading.py::test_mutant_loses_exactly_its_tests[05-cnns:mutant-lenet-without-padding]"
+    assert unit_of(grading) == "tests/test_grading.py:05-cnns"
+    assert unit_of("tests/test_grading.py::test_instructor_gets_every_point[05-cnns]") == unit_of(grading)
+    assert unit_of("tests/test_grading.py::test_lms_zip_regrading_and_broken_submissions") == \
+        "tests/test_grading.py:04-convolutions-by-hand"  # it reuses lesson 04's graded batch
+    assert unit_of("tests/test_adversarial.py::test_the_sandbox_hides_the_course_and_the_network") == \
+        unit_of("tests/test_adversarial.py::test_broken_notebooks_are_recorded_with_their_reason")
+    independent = "tests/test_checks.py::test_grader_fixture[04-convolutions-by-hand:mutant:flipped-kernel]"
+    assert unit_of(independent) == independent

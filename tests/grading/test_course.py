@@ -64,3 +64,16 @@ def test_a_lessons_notebook_in_each_folder(course):
     (course.root / "solutions" / "notes").mkdir()
     course.notebook("source", lesson).write_text("{}")
     assert course.assignments() == [lesson]
+
+
+def test_nbgraders_alembic_is_found_beside_this_python_when_its_folder_is_not_on_path(monkeypatch):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from handwritten.grading.course import tools_on_path
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # `.venv/bin/handwritten grade` run from a script
+    assert shutil.which("alembic") is None
+    tools_on_path()
+    assert shutil.which("alembic") == str(Path(sys.executable).parent / "alembic")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import shutil
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -90,8 +93,17 @@ class Course:
         sections set for this run (``{"Execute": {"timeout": 60}}``)."""
         from nbgrader.apps import NbGraderAPI
 
+        tools_on_path()
         config = self.config()
         config.merge(Config(overrides or {}))
         api = NbGraderAPI(config=config)
         api.log.setLevel(logging.ERROR)
         return api
+
+
+def tools_on_path() -> None:
+    """nbgrader runs ``alembic`` by name when it creates or upgrades a gradebook: find the one installed beside
+    this Python even when its folder is not on PATH (``.venv/bin/handwritten grade`` from a script or cron)."""
+    here = Path(sys.executable).parent
+    if shutil.which("alembic") is None and (here / "alembic").exists():
+        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
