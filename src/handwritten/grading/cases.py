@@ -13,6 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import nbformat
 from nbgrader import utils
@@ -37,8 +38,8 @@ class Case:
         return self.messages.get(test, self.message)
 
 
-KEYS = {"mutant": {"name", "why", "cells", "fails", "message", "messages"},
-        "alternative": {"name", "why", "cells"}}
+KEYS = MappingProxyType({"mutant": frozenset({"name", "why", "cells", "fails", "message", "messages"}),
+                         "alternative": frozenset({"name", "why", "cells"})})
 
 
 def load_cases(course: Course, assignment: str) -> list[Case]:

@@ -26,7 +26,7 @@ from .cells import grade_ids
 from .course import CourseError
 
 COPY_SUFFIX = re.compile(r"(?:-(\d+)| \((\d+)\))$")
-SKIP = {".ipynb_checkpoints", "__MACOSX"}
+SKIP = frozenset({".ipynb_checkpoints", "__MACOSX"})
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
+from types import MappingProxyType
 
 from tqdm.auto import tqdm
 
@@ -41,16 +42,16 @@ from .report import write_item_analysis
 from .sandbox import CUT, Sandbox, ending_path, read_ending, resolve
 
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
-INCIDENTS = {  # errors in a graded notebook that an instructor should read about in its row
+INCIDENTS = MappingProxyType({  # errors in a graded notebook that an instructor should read about in its row
     "CellTimeoutError": "a cell ran past the time limit and was interrupted",
     "MemoryError": "a cell ran out of memory (the sandbox's limit)",
     "BlockingIOError": "a cell hit the limit on processes",
     "OutputLimited": "output was cut to nbgrader's limit",
-}
-EXPLAINED = {
+})
+EXPLAINED = MappingProxyType({
     "DeadKernelError": "the kernel died while running the notebook (a cell crashed or exited Python)",
     "CellTimeoutError": "a cell ran longer than the per-cell time limit",
-}
+})
 
 
 def _reason(outcome: dict) -> str:

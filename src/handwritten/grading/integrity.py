@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import ast
 import warnings
+from types import MappingProxyType
 
 from IPython.core.inputtransformer2 import TransformerManager
 
 from .cells import nbgrader_meta as _meta
 
-GUARDED = {"torch", "numpy", "handwritten", "builtins", "__builtins__", "math"}
-FILE_OPENERS = {"open", "Path", "read_text", "read_bytes", "load", "listdir", "scandir", "walk", "glob", "iglob",
-                "connect", "Gradebook"}
-FORBIDDEN_MODULES = {"ctypes": "loads ctypes (raw memory access)", "gc": "uses gc (can reach hidden objects)"}
+GUARDED = frozenset({"torch", "numpy", "handwritten", "builtins", "__builtins__", "math"})
+FILE_OPENERS = frozenset({"open", "Path", "read_text", "read_bytes", "load", "listdir", "scandir", "walk", "glob",
+                          "iglob", "connect", "Gradebook"})
+FORBIDDEN_MODULES = MappingProxyType({"ctypes": "loads ctypes (raw memory access)",
+                                      "gc": "uses gc (can reach hidden objects)"})
 
 
 def _source(cell) -> str:
