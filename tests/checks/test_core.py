@@ -28,7 +28,8 @@ def modules(package) -> list[str]:
     return sorted(f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__))
 
 
-CHECK_MODULES = [name for name in modules(handwritten.checks) if not name.endswith("._core")]
+TOOLBOX = {"handwritten.checks._core", "handwritten.checks._remote", "handwritten.checks._agent"}
+CHECK_MODULES = [name for name in modules(handwritten.checks) if name not in TOOLBOX]
 ALL_MODULES = modules(handwritten.checks) + modules(handwritten.reference)
 
 
@@ -65,8 +66,10 @@ def test_every_module_declares_its_public_names(module):
         assert not name.startswith("_") and hasattr(found, name), (module, name)
 
 
-@pytest.mark.parametrize("module", ALL_MODULES)
+@pytest.mark.parametrize("module", sorted(set(ALL_MODULES) - TOOLBOX))
 def test_no_module_imports_another_modules_private_names(module):
+    """The lessons' checks and the references use the toolbox's public names; the toolbox's three modules
+    (the seam, its trusted half, its kernel half) are one piece."""
     path = importlib.import_module(module).__file__
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
         if isinstance(node, ast.ImportFrom) and node.module != "__future__":

@@ -32,12 +32,13 @@ import torch
 from torch import nn
 
 from ..reference.dtypes import as_float
+from . import _remote
 
 __all__ = [
     "COMMON_ERRORS", "Probe", "Trained", "as_float", "as_number", "as_tensor", "call", "close", "compare",
-    "dimension_hint", "fail", "generator", "in_student_code", "mnist", "not_hard_coded", "params_vector", "passed",
-    "passed_hidden", "rand", "randn", "references_in_place", "require_accuracy", "seeded", "train_and_measure",
-    "train_then_check",
+    "dimension_hint", "fail", "generator", "in_student_code", "mnist", "not_hard_coded", "observe", "params_vector",
+    "passed", "passed_hidden", "rand", "randn", "references_applied", "references_in_place", "require_accuracy", "run",
+    "seeded", "train_and_measure", "train_then_check",
 ]
 
 # Captured at import, before any student code runs, so that a notebook which reassigns
@@ -115,6 +116,19 @@ def _message(name: str, error: BaseException, hint: str, explain) -> str:
     return text + (f"\n{common}" if common else "") + (f"\nHint: {hint}" if hint else "")
 
 
+def run(fn: Callable, /, *args, **kwargs):
+    """``fn(*args, **kwargs)`` as student code runs under a check, with no judgement: what it prints dropped,
+    the progress bars of its module off. ``call`` wraps it; the kernel's agent runs it for the trusted side."""
+    global _depth
+    _depth += 1
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                references_in_place(fn, **_progress_bars(fn)):
+            return fn(*args, **kwargs)
+    finally:
+        _depth -= 1
+
+
 def call(name: str, fn: Callable, /, *args, hint: str = "", explain: Callable | None = None, **kwargs):
     """Run student code, ``fn(*args, **kwargs)``: the one way a check reaches what the student wrote.
 
@@ -129,21 +143,34 @@ def call(name: str, fn: Callable, /, *args, hint: str = "", explain: Callable | 
     - Any other exception, ``AssertionError`` included, becomes a failed check: "``name`` raised ...", with the
       advice for a common PyTorch error, and ``hint``. ``explain(error)``, when given, may return a message of
       its own for an error it recognises (``None`` otherwise).
+    - While a notebook is graded, the student's objects live in their kernel and the check in the grader
+      (``_remote``): then ``fn`` and its arguments cross as references and data, and so does the result.
     """
-    global _depth
     message = None
-    _depth += 1
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-                references_in_place(fn, **_progress_bars(fn)):
-            return fn(*args, **kwargs)
-    except NotImplementedError:
+        session = _remote.active()
+        if session is not None and _remote.involves(fn, args, kwargs):
+            return session.request({"op": "call", "fn": fn, "args": list(args), "kwargs": kwargs}, what=name)
+        return run(fn, *args, **kwargs)
+    except (NotImplementedError, _remote.RemoteError):
         raise
     except Exception as error:  # noqa: BLE001 - any error in student code is a failed check with its message
         message = _message(name, error, hint, explain)
-    finally:
-        _depth -= 1
     fail(message)  # outside the except block, so the message is not buried under the student's traceback
+
+
+def observe(fn: Callable, /, *args, **kwargs):
+    """``fn(*args, **kwargs)``, where ``fn`` is a function of the course that works the student's objects
+    (through ``call``) and returns what it saw, as data: a layer's output and its gradients after the check set
+    its weights. While graded it runs in the student's kernel, beside those objects, and only its data comes back
+    (what is not data stays there: ``observe`` also builds there what the student's code is to be given, a model
+    or a loader); the check judges it here. It must decide nothing: all it may fail is what the student's code
+    did not do."""
+    session = _remote.active()
+    if session is not None:
+        return session.request({"op": "observe", "fn": fn, "args": list(args), "kwargs": kwargs},
+                               what=getattr(fn, "__name__", "observe"))
+    return fn(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- comparing
@@ -258,8 +285,14 @@ def references_in_place(obj, **references):
     """Temporarily replace the names ``obj`` calls (say ``corr2d``) by reference versions.
 
     A mistake is then penalised once: a wrong ``corr2d`` costs the ``corr2d`` test, not every
-    test of a function built on it.
+    test of a function built on it. (While graded, the names are replaced in the student's kernel, for the
+    requests made meanwhile.)
     """
+    session = _remote.active()
+    if session is not None and isinstance(obj, _remote.Remote):
+        with session.references(obj, references):
+            yield
+        return
     namespace = _globals_of(obj)
     missing = object()
     saved = {name: namespace.get(name, missing) for name in references}
@@ -272,6 +305,15 @@ def references_in_place(obj, **references):
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
+
+
+@contextlib.contextmanager
+def references_applied(pairs):
+    """``references_in_place`` for each ``(obj, references)`` of ``pairs`` (the kernel's agent applies a request's)."""
+    with contextlib.ExitStack() as stack:
+        for obj, references in pairs:
+            stack.enter_context(references_in_place(obj, **references))
+        yield
 
 
 # ---------------------------------------------------------------- seeded inputs

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..reference import convolution as reference
-from ._core import (as_float, as_tensor, call, close, compare, dimension_hint, fail, generator, not_hard_coded, passed,
-                    passed_hidden, randn, references_in_place)
+from ._core import (as_float, as_tensor, call, close, compare, dimension_hint, fail, generator, not_hard_coded, observe,
+                    passed, passed_hidden, randn, references_in_place)
+
+RUNS_IN_GRADER = True  # while graded, these checks run in the grader (``_remote``)
 
 __all__ = [
     "conv2d", "conv2d_hidden", "corr2d", "corr2d_1x1", "corr2d_1x1_hidden", "corr2d_hidden", "corr2d_multi_in",
@@ -107,47 +109,59 @@ def corr2d_hidden(fn, seed):
 # ---------------------------------------------------------------- Conv2D
 
 
+def _conv2d_outputs(cls, kernel_size, K, X):
+    """Build ``Conv2D(kernel_size)``, set its weight to ``K`` and its bias to 0.5, run it on ``X`` and back-propagate
+    the sum of its output: the output and the parameters' gradients (``observe``: beside the student's class)."""
+    layer = call(f"Conv2D({tuple(kernel_size)})", cls, kernel_size)
+    if not isinstance(layer, nn.Module):
+        fail("Conv2D should be a subclass of nn.Module (class Conv2D(nn.Module): ...).")
+    params = dict(layer.named_parameters())
+    for name in ("weight", "bias"):
+        if not isinstance(getattr(layer, name, None), torch.Tensor):
+            fail(f"Conv2D needs a self.{name} attribute.")
+        if name not in params:
+            fail(f"self.{name} must be an nn.Parameter: a plain tensor is invisible to "
+                 f".parameters(), so no optimiser would ever train it.")
+    if tuple(layer.weight.shape) != tuple(kernel_size):
+        fail(f"Conv2D({kernel_size}).weight has shape {tuple(layer.weight.shape)}, "
+             f"expected the kernel size {tuple(kernel_size)}.")
+    if layer.bias.numel() != 1:
+        fail(f"the bias is one number shared by every output (shape (1,)), "
+             f"not shape {tuple(layer.bias.shape)}.")
+    with torch.no_grad():
+        layer.weight.copy_(K)
+        layer.bias.fill_(0.5)
+    Y = as_tensor("Conv2D.forward", call("Conv2D.forward", layer, X))
+    if Y.requires_grad:
+        Y.sum().backward()
+    return {"Y": Y.detach(), "requires_grad": Y.requires_grad, "weight_grad": layer.weight.grad,
+            "bias_grad": layer.bias.grad}
+
+
 def _check_conv2d(cls, kernel_size):
     """Check a ``Conv2D(kernel_size)`` layer built on ``corr2d`` (the reference one is used)."""
+    g = generator(sum(kernel_size))
+    X = randn(g, kernel_size[0] + 4, kernel_size[1] + 5)
+    K = randn(g, *kernel_size)
     with references_in_place(cls, corr2d=reference.corr2d):
-        layer = call(f"Conv2D({tuple(kernel_size)})", cls, kernel_size)
-        if not isinstance(layer, nn.Module):
-            fail("Conv2D should be a subclass of nn.Module (class Conv2D(nn.Module): ...).")
-        params = dict(layer.named_parameters())
-        for name in ("weight", "bias"):
-            if not isinstance(getattr(layer, name, None), torch.Tensor):
-                fail(f"Conv2D needs a self.{name} attribute.")
-            if name not in params:
-                fail(f"self.{name} must be an nn.Parameter: a plain tensor is invisible to "
-                     f".parameters(), so no optimiser would ever train it.")
-        if tuple(layer.weight.shape) != tuple(kernel_size):
-            fail(f"Conv2D({kernel_size}).weight has shape {tuple(layer.weight.shape)}, "
-                 f"expected the kernel size {tuple(kernel_size)}.")
-        if layer.bias.numel() != 1:
-            fail(f"the bias is one number shared by every output (shape (1,)), "
-                 f"not shape {tuple(layer.bias.shape)}.")
-        g = generator(sum(kernel_size))
-        X = randn(g, kernel_size[0] + 4, kernel_size[1] + 5)
-        K = randn(g, *kernel_size)
-        with torch.no_grad():
-            layer.weight.copy_(K)
-            layer.bias.fill_(0.5)
-        Y = as_tensor("Conv2D.forward", call("Conv2D.forward", layer, X))
-        expected = reference.corr2d(X, K) + 0.5
-        compare("Conv2D.forward", Y, expected, case=f"a {tuple(X.shape)} input",
-                shape_hint=dimension_hint,
-                mistakes=[("the bias is missing: forward returns corr2d(x, self.weight) + self.bias.",
-                           reference.corr2d(X, K))])
-        if not Y.requires_grad:
-            fail("the output does not depend on the parameters through autograd: "
-                 "compute it from self.weight and self.bias with torch operations.")
-        Y.sum().backward()
-        Kr = K.clone().requires_grad_(True)
-        reference.corr2d(X, Kr).sum().backward()
-        if layer.weight.grad is None or not close(layer.weight.grad.reshape(K.shape), Kr.grad):
-            fail("the weight's gradient is wrong: forward should use self.weight as the kernel.")
-        if layer.bias.grad is None or not close(layer.bias.grad.sum(), torch.tensor(float(Y.numel()))):
-            fail("the bias's gradient is wrong: add self.bias once to every output.")
+        seen = observe(_conv2d_outputs, cls, tuple(kernel_size), K, X)
+    Y = seen["Y"]
+    expected = reference.corr2d(X, K) + 0.5
+    compare("Conv2D.forward", Y, expected, case=f"a {tuple(X.shape)} input",
+            shape_hint=dimension_hint,
+            mistakes=[("the bias is missing: forward returns corr2d(x, self.weight) + self.bias.",
+                       reference.corr2d(X, K))])
+    if not seen["requires_grad"]:
+        fail("the output does not depend on the parameters through autograd: "
+             "compute it from self.weight and self.bias with torch operations.")
+    Kr = K.clone().requires_grad_(True)
+    reference.corr2d(X, Kr).sum().backward()
+    weight_grad, bias_grad = seen["weight_grad"], seen["bias_grad"]
+    if not isinstance(weight_grad, torch.Tensor) or weight_grad.numel() != K.numel() \
+            or not close(weight_grad.reshape(K.shape), Kr.grad):
+        fail("the weight's gradient is wrong: forward should use self.weight as the kernel.")
+    if not isinstance(bias_grad, torch.Tensor) or not close(bias_grad.sum(), torch.tensor(float(Y.numel()))):
+        fail("the bias's gradient is wrong: add self.bias once to every output.")
 
 
 def conv2d(cls):

@@ -19,6 +19,7 @@ nbgrader ran in the grader's process or in another one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -32,18 +33,22 @@ import time
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from queue import Empty
+from types import ModuleType
 
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
-from nbclient.util import run_sync
+from nbclient.util import ensure_async, run_sync
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Enum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import wire
 from ..files import write_atomic
 from .course import CourseError
 from .limits import pids_cgroup_root
+from .trusted import KernelTimedOut, course_namespace, run_test_cell
 
 GB = 1024**3
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
@@ -317,7 +322,7 @@ class SandboxedExecute(Execute):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
         self._code_cells_run, self._memory_error = 0, False
-        self.ending, self._manager = Ending(), None
+        self.ending, self._manager, self._course_names, self._agent_loaded = Ending(), None, None, False
 
     def preprocess(self, nb, resources=None, km=None):
         self.ending, self._manager = Ending(), None
@@ -335,7 +340,7 @@ class SandboxedExecute(Execute):
         return self._manager
 
     async def async_start_new_kernel(self, **kwargs):
-        self._code_cells_run, self._memory_error = 0, False
+        self._code_cells_run, self._memory_error, self._course_names, self._agent_loaded = 0, False, None, False
         self._deadline = time.monotonic() + Sandbox(parent=self).wall_seconds
         await super().async_start_new_kernel(**kwargs)
 
@@ -356,9 +361,67 @@ class SandboxedExecute(Execute):
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
         await self.async_wait_for_reply(msg_id)
 
+    tests_run_in = Enum(["grader", "kernel"], "grader", help=(
+        "grader: every test cell runs in the grader, reaching the student's kernel only by requests answered with "
+        "data (trusted.py). kernel: test cells run in the student's kernel, after a guard restores the checks "
+        "(student code can forge a score; for comparison only).")).tag(config=True)
+
+    async def _ask(self, text: str, deadline: float, cell) -> str:
+        """Send one request of a test cell to the kernel's agent; its answer (``wire`` text)."""
+        msg_id = self.kc.execute("", silent=True, store_history=False, allow_stdin=False,
+                                 user_expressions={"answer": f"__handwritten_agent__.serve({text!r})"})
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await self._async_handle_timeout(int(self._get_timeout(cell) or 0), cell)  # interrupts the kernel
+                raise KernelTimedOut()
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=min(self.shell_timeout_interval, left)))
+            except Empty:
+                await self._async_check_alive()
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                break
+        answer = msg["content"].get("user_expressions", {}).get("answer", {})
+        text = answer.get("data", {}).get("text/plain", "") if answer.get("status") == "ok" else ""
+        if len(text) >= 2 and text[0] == text[-1] == "'":
+            return text[1:-1]  # the repr of the agent's answer, base64 text: its quotes off
+        why = f"{answer.get('ename')}: {answer.get('evalue')}" if answer.get("status") == "error" else "no answer"
+        return wire.dumps(("raised", {"type": "RuntimeError", "bases": ["RuntimeError"],
+                                      "message": f"the kernel did not answer the check ({why})"}))
+
+    async def _run_trusted(self, cell, cell_index):
+        """Run the test cell ``cell`` in this process (``trusted.run_test_cell``), never in the kernel."""
+        if not self._agent_loaded:
+            await self._quietly("import handwritten.checks._agent as __handwritten_agent__")
+            self._agent_loaded = True
+        cell.outputs, loop = [], asyncio.get_running_loop()
+        deadline = time.monotonic() + (self._get_timeout(cell) or 10**9)
+
+        def send(text: str) -> str:
+            return asyncio.run_coroutine_threadsafe(self._ask(text, deadline, cell), loop).result()
+
+        cell.outputs = await asyncio.to_thread(run_test_cell, cell.source, self._course_names, send)
+        self.code_cells_executed += 1
+        cell.execution_count = self.code_cells_executed
+        return cell
+
+    def _tests_in_grader(self) -> bool:
+        """Whether this notebook's test cells run here: the configuration says so, and every check module its
+        setup cell imports can (``RUNS_IN_GRADER``); else they run in the kernel, after the guard."""
+        if self._course_names is None:
+            setup = next((c.source for c in self.nb.cells if c.cell_type == "code" and c.source.strip()), "")
+            self._course_names = course_namespace(setup)
+        modules = [m for m in self._course_names.values() if isinstance(m, ModuleType)
+                   and m.__name__.startswith("handwritten.checks.")]
+        return self.tests_run_in == "grader" and bool(modules) and all(
+            getattr(m, "RUNS_IN_GRADER", False) for m in modules)
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type == "code" and utils.is_grade(cell) and self._tests_in_grader():
+            return await self._run_trusted(cell, cell_index)
         if cell.cell_type == "code" and cell.source.strip():
-            if self._code_cells_run == 0:
+            if self._code_cells_run == 0 and not self._tests_in_grader():
                 await self._quietly(GUARD.read_text())
             elif utils.is_grade(cell):
                 await self._quietly("__handwritten_guard__()")
@@ -370,7 +433,7 @@ class SandboxedExecute(Execute):
         self._memory_error |= any(o.get("ename") == "MemoryError" for o in cell.get("outputs", []))
         if cell.cell_type == "code" and cell.source.strip():
             self._code_cells_run += 1
-            if self._code_cells_run == 1:  # the setup cell: remember the modules it bound to names
+            if self._code_cells_run == 1 and not self._tests_in_grader():  # the setup cell: its modules, by name
                 await self._quietly("__handwritten_guard__(capture_names=True)")
         return result
 
