@@ -81,3 +81,15 @@ def test_edited_and_deleted_locked_cells_are_flagged(course):
 def test_magics_and_syntax_errors_do_not_break_the_scan(course):
     assert flags_for(course, "%timeit 1 + 1\n!ls\ndef corr2d(X, K):\n    return X") == []
     assert flags_for(course, "def corr2d(X, K) return X") == []
+
+
+def test_a_cell_too_deep_to_parse_is_flagged_and_the_rest_still_scanned(course):
+    code = "def corr2d(X, K):\n    return X\nx = " + " + ".join(["1"] * 20_000) + "\n"
+    with pytest.raises(RecursionError):
+        compile(code, "<cell>", "exec")  # what used to end the whole notebook as "grading failed"
+    released = as_dict(student_notebook(course, CONV))
+    nb = submission(course, CONV, {"corr2d": code})
+    nb.cells.append(nbformat.v4.new_code_cell("import ctypes"))
+    flags = scan(as_dict(nb), released)
+    assert "cell corr2d: the cell is nested too deeply to be scanned" in flags
+    assert any("ctypes" in flag for flag in flags)

@@ -30,7 +30,7 @@ _numbers = itertools.count(1)
 def _namespace() -> dict:
     try:
         return get_ipython().user_ns  # noqa: F821 (defined in every IPython kernel)
-    except NameError:  # not in a kernel (the tests of this module)
+    except NameError:  # not in a kernel
         import __main__
 
         return vars(__main__)
@@ -40,10 +40,10 @@ class _Missing(Exception):
     pass
 
 
-def _resolve(marker: dict):
+def _resolve(marker: dict, namespace: dict | None = None):
     (kind, body), = marker.items()
     if kind == "__global__":
-        namespace = _namespace()
+        namespace = _namespace() if namespace is None else namespace
         if body not in namespace:
             raise _Missing(body)
         return namespace[body]
@@ -58,7 +58,7 @@ def _resolve(marker: dict):
             found = getattr(found, part)
         return found
     if kind == "__partial__" and isinstance(body, list) and len(body) == 3:
-        fn, args, keywords = (wire.from_data(part, _resolve) for part in body)
+        fn, args, keywords = (wire.from_data(part, functools.partial(_resolve, namespace=namespace)) for part in body)
         return functools.partial(fn, *args, **keywords)
     raise wire.WireError(f"unknown reference {kind}")
 
@@ -83,11 +83,11 @@ def _raised(error: BaseException) -> str:
     return _answer("raised", {"type": type(error).__name__, "bases": bases, "message": str(error)})
 
 
-def serve(text: str) -> str:
-    """Run one request (``wire`` text) and answer it."""
+def serve(text: str, namespace: dict | None = None) -> str:
+    """Run one request (``wire`` text) and answer it; the student's names are the kernel's (or ``namespace``'s)."""
     op = None
     try:
-        request = wire.loads(text, _resolve)
+        request = wire.loads(text, functools.partial(_resolve, namespace=namespace))
         op = request["op"]
         with _core.references_applied(request.get("references", [])):
             if op == "call":

@@ -152,7 +152,7 @@ def call(name: str, fn: Callable, /, *args, hint: str = "", explain: Callable | 
         if session is not None and _remote.involves(fn, args, kwargs):
             return session.request({"op": "call", "fn": fn, "args": list(args), "kwargs": kwargs}, what=name)
         return run(fn, *args, **kwargs)
-    except (NotImplementedError, _remote.RemoteError):
+    except (NotImplementedError, _remote.RemoteError, _remote.MissingName):
         raise
     except Exception as error:  # noqa: BLE001 - any error in student code is a failed check with its message
         message = _message(name, error, hint, explain)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from .. import wire
 
-__all__ = ["Remote", "RemoteError", "Session", "active", "involves", "marker_of"]
+__all__ = ["MissingName", "Remote", "RemoteError", "Session", "active", "involves", "marker_of"]
 
 _session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("handwritten_session", default=None)
 _COURSE = ("handwritten.", "torch", "math")
@@ -31,6 +31,11 @@ _BUILTINS = ("len", "tuple", "list", "iter", "next", "float", "int", "bool", "st
 class RemoteError(RuntimeError):
     """The grading boundary itself failed: an answer that is not data, or a check that tried to send
     something that cannot cross. The test cell fails; nothing runs that should not."""
+
+
+class MissingName(NameError):
+    """The student's namespace has no such name (an exercise deleted or renamed): the test cell fails with the
+    NameError it would raise in the kernel, not as a failed check."""
 
 
 class Remote:
@@ -47,7 +52,7 @@ class Remote:
     def __getattr__(self, name: str):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # introspection by trusted code never reaches the kernel
-        return self._session.request({"op": "getattr", "target": self._marker, "name": name},
+        return self._session.request({"op": "getattr", "target": self, "name": name},
                                      what=f"{self._label}.{name}")
 
     def __setattr__(self, name, value):
@@ -208,7 +213,7 @@ class Raised(Exception):
         if kind == "failed":  # a course function in the kernel failed a check: its message, as it is
             return AssertionError(str(body))
         if kind == "missing":
-            return NameError(f"name {str(body)!r} is not defined")
+            return MissingName(f"name {str(body)!r} is not defined")
         if kind == "raised" and isinstance(body, dict):
             bases = tuple(str(b) for b in body.get("bases", ()) if isinstance(b, str))
             return as_builtin(str(body.get("message", "")), str(body.get("type", "Exception")), bases)

@@ -11,10 +11,20 @@ hand, with no op at all. The training check trains the reference network with th
 ``fit`` and the reference loss and optimiser. Every call into the student's code (constructing
 their ``Tensor``, ``Linear`` or ``SGD``, calling a method, an op or a ``grad_fn`` it returned)
 goes through ``_core.call``.
+
+While graded, the checks run in the grader and the student's objects stay in their kernel, and so
+must everything they are given: the reference Tensors an op is called on, the hand-made nodes of
+``backward()`` (their ``grad_fn`` are closures), the modules for ``zero_grad``, the parameters for
+``SGD`` and the network ``fit`` trains are built there by ``observe`` from data sent from here (the
+arrays drawn here, a graph's or a module's description, a seed), and what the student's code did
+comes back as data (outputs, gradients, weights), judged here against PyTorch or the reference
+engine. The trained network's weights are loaded into the same network built here, and its test
+accuracy is measured here.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,7 +33,7 @@ import torch.nn.functional as F
 
 from ..reference import engine
 from ..reference.engine import Tensor
-from ._core import call, fail, mnist, passed, passed_hidden, references_in_place, seeded, train_then_check
+from ._core import call, fail, mnist, observe, passed, passed_hidden, references_in_place, seeded, train_then_check
 
 __all__ = [
     "add", "add_hidden", "backward", "backward_hidden", "cross_entropy", "cross_entropy_hidden", "linear",
@@ -107,6 +117,29 @@ def _torch_op(torch_fn, args, extra, upstream=None):
     return out.detach().numpy(), [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)]
 
 
+def _op_forward(fn, where, args, extra, reuse, explain):
+    """``fn`` called on reference Tensors made from the arrays in ``args`` (``observe``: beside the student's code):
+    its output's value, the output and the leaves (references while graded)."""
+    leaves = [Tensor(a.copy()) for a in args if isinstance(a, np.ndarray)]
+    it = iter(leaves)
+    call_args = [leaves[0], leaves[0]] if reuse else [next(it) if isinstance(a, np.ndarray) else a for a in args]
+    out = call(where, fn, *call_args, *extra, explain=explain)
+    if not isinstance(out, Tensor):
+        fail(f"{where}: return a Tensor (Tensor(data, parents, grad_fn)), not {type(out).__name__}.")
+    return {"value": out.data, "out": out, "leaves": leaves}
+
+
+def _op_backward(out, leaves, upstream, where, explain):
+    """The reference backward() from ``out`` for ``upstream`` (``observe``): the leaves' gradients and data."""
+    if out.grad_fn is None:
+        fail(f"{where}: the output has no grad_fn, so no gradient can flow back through it.")
+    if not all(_reaches(out, leaf) for leaf in leaves):
+        fail(f"{where}: the output's parents must be the Tensors it was computed from, "
+             f"or backward() cannot reach them: Tensor(data, (a, b), grad_fn).")
+    _backprop(out, upstream, where, explain)
+    return {"grads": [leaf.grad for leaf in leaves], "data": [leaf.data for leaf in leaves]}
+
+
 def _check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse=False, seed=0, explain=None):
     """Call ``fn`` on reference Tensors made from the arrays in ``args`` (numbers are passed as they
     are; with ``reuse`` the one Tensor is passed twice), and compare its forward value and, through
@@ -114,12 +147,10 @@ def _check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse
 
     ``mistakes`` are ``(description, test)`` pairs; ``test(i, got, want, leaves, upstream)`` is
     true when input i's gradient matches a known mistake, whose description becomes the message.
-    ``explain`` words an error the student's code raises (see ``_core.call``)."""
+    ``explain`` words an error the student's code raises (see ``_core.call``; a ``functools.partial``
+    of a function of this module, so that it can reach the kernel)."""
     where = f"{name} for {case or _describe(args)}"
     args = [np.array(a, dtype=np.float64) if isinstance(a, np.ndarray) else a for a in args]
-    leaves = [Tensor(a.copy()) for a in args if isinstance(a, np.ndarray)]
-    it = iter(leaves)
-    call_args = [leaves[0], leaves[0]] if reuse else [next(it) if isinstance(a, np.ndarray) else a for a in args]
     t_args = [args[0], args[0]] if reuse else args
     if reuse:
         reused = args[0]
@@ -127,27 +158,21 @@ def _check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse
         torch_fn = lambda t, *rest: torch_fn_r(t, t, *rest)  # noqa: E731
         t_args = [reused]
     with references_in_place(fn, **_references(name)):
-        out = call(where, fn, *call_args, *extra, explain=explain)
-        if not isinstance(out, Tensor):
-            fail(f"{where}: return a Tensor (Tensor(data, parents, grad_fn)), not {type(out).__name__}.")
+        seen = observe(_op_forward, fn, where, args, tuple(extra), reuse, explain)
         expected, _ = _torch_op(torch_fn, t_args, extra)
-        value = out.data
+        value = seen["value"]
         if value.shape != expected.shape:
             fail(f"{where}: the output has shape {value.shape}, expected {expected.shape}.")
         if not np.isfinite(value).all():
             fail(f"{where}: the output contains inf or nan: does something overflow?")
         if not _close(value, expected):
             fail(f"{where}: wrong forward value.\nexpected:\n{expected}\ngot:\n{value}")
-        if out.grad_fn is None:
-            fail(f"{where}: the output has no grad_fn, so no gradient can flow back through it.")
-        if not all(_reaches(out, leaf) for leaf in leaves):
-            fail(f"{where}: the output's parents must be the Tensors it was computed from, "
-                 f"or backward() cannot reach them: Tensor(data, (a, b), grad_fn).")
         upstream = _rng(seed).standard_normal(value.shape)
         _, wanted = _torch_op(torch_fn, t_args, extra, upstream)
-        _backprop(out, upstream, where, explain)
-    for i, (leaf, want) in enumerate(zip(leaves, wanted)):
-        got, want = leaf.grad, want.numpy()
+        back = observe(_op_backward, seen["out"], seen["leaves"], upstream, where, explain)
+    leaves = [Tensor(d) for d in back["data"]]     # as the student's op left them, for the mistakes' tests
+    for i, (leaf, got, want) in enumerate(zip(leaves, back["grads"], wanted)):
+        want = want.numpy()
         if not _close(got, want):
             for description, test in mistakes:
                 if test(i, got, want, leaves, upstream):
@@ -176,15 +201,14 @@ def _node(cls, data, parents=(), grad_fn=None, log=None, name=""):
     return call("Tensor(data, parents, grad_fn)", cls, np.asarray(data, dtype=np.float64), tuple(parents), recorded)
 
 
-def _hand_graph(cls, rng, shape=(2, 3)):
-    """The lesson's graph. a is used twice, and the path a -> b -> c -> d is longer than a -> d,
-    so a's gradient is complete only after b has passed its part back:
+def _hand_graph(cls, x0, case):
+    """The lesson's graph, built from x = ``x0`` with the student's Tensor class (``observe``: its grad_fn stay
+    beside their code), and ``loss.backward()``: what it left in loss.grad and x.grad, and the order in which
+    the grad_fn were called. a is used twice, and the path a -> b -> c -> d is longer than a -> d, so a's
+    gradient is complete only after b has passed its part back:
 
-        a = 3x,   b = 2a,   c = b * b,   d = c + 3a   (elementwise),   loss = sum(d)
-
-    d loss / dx = 3 (8a + 3)."""
-    log = []
-    x0 = rng.standard_normal(shape)
+        a = 3x,   b = 2a,   c = b * b,   d = c + 3a   (elementwise),   loss = sum(d)"""
+    log, shape = [], x0.shape
     a0 = 3 * x0
     x = _node(cls, x0)
     a = _node(cls, a0, (x,), lambda g: (3 * g,), log, "a")
@@ -192,15 +216,19 @@ def _hand_graph(cls, rng, shape=(2, 3)):
     c = _node(cls, (2 * a0) ** 2, (b,), lambda g: (2 * (2 * a0) * g,), log, "c")
     d = _node(cls, (2 * a0) ** 2 + 3 * a0, (c, a), lambda g: (g, 3 * g), log, "d")
     loss = _node(cls, ((2 * a0) ** 2 + 3 * a0).sum(), (d,), lambda g: (np.broadcast_to(g, shape),), log, "loss")
-    return x, loss, log, 3 * (8 * a0 + 3), (3 * 8 * a0, 3 * 3 * np.ones(shape))
+    call(f"backward() for {case}", loss.backward)
+    return {"loss_grad": loss.grad, "x_grad": x.grad, "log": log}
 
 
 def _check_backward_graph(cls, rng, case, shape=(2, 3)):
-    x, loss, log, expected, partial = _hand_graph(cls, rng, shape)
-    call(f"backward() for {case}", loss.backward)
-    if np.shape(loss.grad) != () or not _np_allclose(loss.grad, 1):
+    x0 = rng.standard_normal(shape)
+    seen = observe(_hand_graph, cls, x0, case)
+    a0 = 3 * x0
+    expected, partial = 3 * (8 * a0 + 3), (3 * 8 * a0, 3 * 3 * np.ones(shape))    # d loss / dx = 3 (8a + 3)
+    loss_grad, x_grad, log = seen["loss_grad"], seen["x_grad"], seen["log"]
+    if np.shape(loss_grad) != () or not _np_allclose(loss_grad, 1):
         fail(f"backward() for {case}: after loss.backward(), loss.grad should be 1 (d loss / d loss), "
-             f"got {loss.grad!r}.")
+             f"got {loss_grad!r}.")
     order = ["loss", "d", "c", "b", "a"]
     counts = {name: log.count(name) for name in order}
     if any(n > 1 for n in counts.values()):
@@ -212,31 +240,41 @@ def _check_backward_graph(cls, rng, case, shape=(2, 3)):
         fail(f"backward() for {case}: the grad_fn were called in the order {log}, but a node's gradient is "
              f"complete only when every node that uses it has passed its part back: go through the nodes in "
              f"reverse topological order (here {order}).")
-    if not _close(x.grad, expected):
-        if any(_close(x.grad, p) for p in partial):
+    if not _close(x_grad, expected):
+        if any(_close(x_grad, p) for p in partial):
             fail(f"backward() for {case}: a is used twice (by b and by d), and its gradient holds only one of "
                  f"the two contributions: add each gradient to parent.grad (+=) instead of replacing it.")
-        fail(f"backward() for {case}: wrong gradient for x.\nexpected:\n{expected}\ngot:\n{x.grad}")
+        fail(f"backward() for {case}: wrong gradient for x.\nexpected:\n{expected}\ngot:\n{x_grad}")
 
 
-def _check_accumulates(cls, rng, case):
-    x0 = rng.standard_normal(3)
+def _accumulated(cls, x0, case):
+    """x.grad after two backward passes of y = sum(x**2) into the leaf x = ``x0`` (``observe``)."""
     x = _node(cls, x0)
     for _ in range(2):
         y = _node(cls, (x0 ** 2).sum(), (x,), lambda g: (2 * x0 * g,))
         call(f"backward() for {case}", y.backward)
-    if not _close(x.grad, 4 * x0):
-        if _close(x.grad, 2 * x0):
+    return x.grad
+
+
+def _check_accumulates(cls, rng, case):
+    x0 = rng.standard_normal(3)
+    got = observe(_accumulated, cls, x0, case)
+    if not _close(got, 4 * x0):
+        if _close(got, 2 * x0):
             fail(f"backward() for {case}: after two backward passes through x, x.grad should hold the sum of "
                  f"both gradients, as in PyTorch (that is why we zero gradients before each step): add to "
                  f"parent.grad (+=) instead of replacing it.")
         fail(f"backward() for {case}: after two backward passes, x.grad should be 2 * (2x) = {4 * x0}, "
-             f"got {x.grad}.")
+             f"got {got}.")
+
+
+def _is_class(obj) -> bool:
+    return isinstance(obj, type)
 
 
 def backward(cls):
     """Visible check: the lesson's hand-made graph, and two backward passes into one leaf."""
-    if not isinstance(cls, type):
+    if not observe(_is_class, cls):
         fail("pass the class itself: check.backward(Tensor).")
     rng = _rng(7)
     _check_backward_graph(cls, rng, "the graph a = 3x, b = 2a, c = b*b, d = c + 3a, loss = sum(d)")
@@ -244,32 +282,42 @@ def backward(cls):
     passed("Tensor.backward", 3)
 
 
-def _random_dag(cls, rng, n_leaves, n_nodes, shape):
+def _random_dag(rng, n_leaves, n_nodes, shape):
     """A random graph of elementwise nodes, each a weighted sum of squares and values of earlier
-    nodes; the same graph in PyTorch gives the expected leaf gradients."""
+    nodes: its leaves' values, each node's ``(picks, coeffs, squared)``, and the leaves' gradients
+    when the same graph, in PyTorch, is summed and back-propagated."""
     leaves0 = [rng.standard_normal(shape) for _ in range(n_leaves)]
-    nodes = [_node(cls, v) for v in leaves0]
     torch_nodes = [torch.tensor(v, requires_grad=True) for v in leaves0]
-    values = list(leaves0)
+    nodes = []
     for _ in range(n_nodes):
         k = int(rng.integers(1, 4))
-        picks = [int(i) for i in rng.integers(0, len(nodes), k)]
-        picks[-1] = len(nodes) - 1                       # chain to the newest: a long path exists
+        picks = [int(i) for i in rng.integers(0, len(torch_nodes), k)]
+        picks[-1] = len(torch_nodes) - 1                 # chain to the newest: a long path exists
         coeffs = rng.uniform(-1.5, 1.5, k)
         squared = rng.random(k) < 0.3
+        nodes.append((picks, coeffs, squared))
+        torch_nodes.append(sum(float(c) * (torch_nodes[i] ** 2 if s else torch_nodes[i])
+                               for c, i, s in zip(coeffs, picks, squared)))
+    torch_nodes[-1].sum().backward()
+    return leaves0, nodes, [t.grad.numpy() if t.grad is not None else np.zeros(shape) for t in torch_nodes[:n_leaves]]
+
+
+def _dag_gradients(cls, leaves0, nodes, shape, case):
+    """The graph ``_random_dag`` describes, built with the student's Tensor class, summed and back-propagated
+    with their backward() (``observe``): the leaves' gradients."""
+    tensors = [_node(cls, v) for v in leaves0]
+    values = list(leaves0)
+    for picks, coeffs, squared in nodes:
         value = sum(c * (values[i] ** 2 if s else values[i]) for c, i, s in zip(coeffs, picks, squared))
-        tv = sum(float(c) * (torch_nodes[i] ** 2 if s else torch_nodes[i]) for c, i, s in zip(coeffs, picks, squared))
 
         def grad_fn(g, coeffs=coeffs, squared=squared, srcs=tuple(values[i] for i in picks)):
             return tuple(c * (2 * v * g if s else g) for c, s, v in zip(coeffs, squared, srcs))
 
-        nodes.append(_node(cls, value, [nodes[i] for i in picks], grad_fn))
-        torch_nodes.append(tv)
+        tensors.append(_node(cls, value, [tensors[i] for i in picks], grad_fn))
         values.append(value)
-    root = _node(cls, values[-1].sum(), (nodes[-1],), lambda g: (np.broadcast_to(g, shape),))
-    torch_nodes[-1].sum().backward()
-    return nodes[:n_leaves], root, [t.grad.numpy() if t.grad is not None else np.zeros(shape)
-                                    for t in torch_nodes[:n_leaves]]
+    root = _node(cls, values[-1].sum(), (tensors[-1],), lambda g: (np.broadcast_to(g, shape),))
+    call(case, root.backward)
+    return [leaf.grad for leaf in tensors[:len(leaves0)]]
 
 
 def backward_hidden(cls, seed):
@@ -278,12 +326,12 @@ def backward_hidden(cls, seed):
     _check_accumulates(cls, rng, "y = sum(x**2), twice")
     for trial in range(6):
         shape = [(), (3,), (2, 2)][trial % 3]
-        leaves, root, expected = _random_dag(cls, rng, int(rng.integers(1, 4)), int(rng.integers(3, 9)), shape)
-        call(f"backward() for a random graph (trial {trial})", root.backward)
-        for i, (leaf, want) in enumerate(zip(leaves, expected)):
-            if not _close(leaf.grad, want):
+        leaves0, nodes, expected = _random_dag(rng, int(rng.integers(1, 4)), int(rng.integers(3, 9)), shape)
+        grads = observe(_dag_gradients, cls, leaves0, nodes, shape, f"backward() for a random graph (trial {trial})")
+        for i, (got, want) in enumerate(zip(grads, expected)):
+            if not _close(got, want):
                 fail(f"backward() for a random graph (trial {trial}): wrong gradient for leaf {i}.\n"
-                     f"expected (torch.autograd):\n{want}\ngot:\n{leaf.grad}")
+                     f"expected (torch.autograd):\n{want}\ngot:\n{got}")
     passed_hidden("Tensor.backward")
 
 
@@ -403,14 +451,16 @@ _MATMUL = ("a gradient is transposed or multiplied on the wrong side: for out = 
            "b's gradient is a.T @ g (check the shapes: each gradient has its input's shape).", _matmul_wrong_side)
 
 
+def _explain_matmul(a, b, error):
+    if isinstance(error, ValueError):
+        return (f"matmul for a {a} @ {b} product raised ValueError ({error}): a gradient is transposed or "
+                f"multiplied on the wrong side. For out = a @ b, a's gradient is g @ b.T and b's is a.T @ g.")
+    return None
+
+
 def _matmul_shape_error(a, b):
-    """Words NumPy's shape error inside a wrong matmul (forward or grad_fn)."""
-    def explain(error):
-        if isinstance(error, ValueError):
-            return (f"matmul for a {a} @ {b} product raised ValueError ({error}): a gradient is transposed or "
-                    f"multiplied on the wrong side. For out = a @ b, a's gradient is g @ b.T and b's is a.T @ g.")
-        return None
-    return explain
+    """Words NumPy's shape error inside a wrong matmul (forward or grad_fn): a partial, which can reach the kernel."""
+    return functools.partial(_explain_matmul, a, b)
 
 
 def _check_matmul(fn, rng, shapes, reuse=()):
@@ -570,70 +620,91 @@ def cross_entropy_hidden(fn, seed):
 # ---------------------------------------------------------------- Module, Linear, SGD
 
 
-def _visible_net(module_cls, rng):
+# A module is described as data, {"module": class name, "attrs": {name: value}}, an array standing for a Tensor:
+# drawn here, built in the kernel as a subclass of the student's Module (``_build``).
+
+
+def _module(cls_name, /, **attrs) -> dict:
+    return {"module": cls_name, "attrs": attrs}
+
+
+def _visible_net(rng):
     """A subclass of the student's Module holding a Tensor, a nested module and a plain attribute."""
-
-    class Inner(module_cls):
-        def __init__(self):
-            self.w = Tensor(rng.standard_normal((3, 2)))
-
-    class Net(module_cls):
-        def __init__(self):
-            self.a = Tensor(rng.standard_normal(4))
-            self.inner = Inner()
-            self.name = "not a parameter"
-
-    return Net
+    return _module("Net", a=rng.standard_normal(4), inner=_module("Inner", w=rng.standard_normal((3, 2))),
+                   name="not a parameter")
 
 
-def _hidden_net(module_cls, rng):
+def _hidden_net(rng):
     """A deeper subclass of the student's Module: a list of layers (as an MLP keeps them), a tuple holding a
     Tensor and a module, a scalar parameter, two levels of nesting, and attributes that are not parameters."""
 
     def shape():
         return tuple(int(n) for n in rng.integers(1, 5, int(rng.integers(0, 3))))
 
-    class Layer(module_cls):
-        def __init__(self):
-            self.weight = Tensor(rng.standard_normal(shape()))
-            self.bias = Tensor(rng.standard_normal(int(rng.integers(1, 5))))
+    def layer():
+        return _module("Layer", weight=rng.standard_normal(shape()), bias=rng.standard_normal(int(rng.integers(1, 5))))
 
-    class Block(module_cls):
-        def __init__(self):
-            self.layers = [Layer() for _ in range(int(rng.integers(2, 4)))]
-            self.sizes = [3, 4]
+    def block():
+        return _module("Block", layers=[layer() for _ in range(int(rng.integers(2, 4)))], sizes=[3, 4])
 
-    class Net(module_cls):
-        def __init__(self):
-            self.scale = Tensor(rng.standard_normal(()))
-            self.blocks = [Block(), Layer()]
-            self.pair = (Tensor(rng.standard_normal(shape())), Block())
-            self.name = "not a parameter"
+    return _module("Net", scale=rng.standard_normal(()), blocks=[block(), layer()],
+                   pair=(rng.standard_normal(shape()), block()), name="not a parameter")
 
-    return Net
+
+def _subclass(module_cls, spec) -> type:
+    """The subclass of the student's Module that ``spec`` describes: its __init__ sets the attributes."""
+    def __init__(self):
+        for name, value in spec["attrs"].items():
+            setattr(self, name, _build(module_cls, value))
+
+    return type(spec["module"], (module_cls,), {"__init__": __init__})
+
+
+def _build(module_cls, spec):
+    if isinstance(spec, np.ndarray):
+        return Tensor(spec)
+    if isinstance(spec, list | tuple):
+        return type(spec)(_build(module_cls, item) for item in spec)
+    if isinstance(spec, dict):
+        return _subclass(module_cls, spec)()
+    return spec
+
+
+def _module_parameters(module_cls, spec):
+    """The module ``spec`` describes, built (``observe``), and its parameters() as the student's code lists them:
+    their data, and their shapes."""
+    net = call("a subclass of Module", _subclass(module_cls, spec))
+    params = call("Module.parameters()", net.parameters)
+    return {"net": net, "params": params, "data": [p.data.copy() for p in params], "shapes": [p.shape for p in params]}
+
+
+def _zeroed(net, params, grads, times):
+    """Each parameter's gradient increased by ``grads`` (None: left as it is), then the student's zero_grad()
+    called ``times`` times (``observe``): whether it returned None, and each parameter's shape, grad and data."""
+    for p, g in zip(params, grads):
+        if g is not None:
+            p.grad = np.asarray(p.grad + g)
+    for _ in range(times):
+        result = call("zero_grad()", net.zero_grad)
+    return {"returned_none": result is None, "after": [(p.shape, p.grad, p.data) for p in params]}
 
 
 def _check_zero_grad(module_cls, rng, make_net=_visible_net, times=1):
     with references_in_place(module_cls, **_references("Module")):
-        net_cls = make_net(module_cls, rng)
-        net = call("a subclass of Module", net_cls)
-        params = call("Module.parameters()", net.parameters)
-        data = [p.data.copy() for p in params]
-        for i, p in enumerate(params):
-            if times == 1 or i % 3:                      # hidden: some gradients are already zero
-                p.grad = np.asarray(p.grad + rng.standard_normal(p.shape))
-        for _ in range(times):
-            result = call("zero_grad()", net.zero_grad)
-    if result is not None:
+        built = observe(_module_parameters, module_cls, make_net(rng))
+        grads = [rng.standard_normal(shape) if times == 1 or i % 3 else None     # hidden: some are already zero
+                 for i, shape in enumerate(built["shapes"])]
+        seen = observe(_zeroed, built["net"], built["params"], grads, times)
+    if not seen["returned_none"]:
         fail("zero_grad() changes the gradients in place and returns nothing (None).")
-    for p, d in zip(params, data):
-        if np.shape(p.grad) != p.shape:
-            fail(f"zero_grad(): every parameter's grad should be an array of zeros of its own shape {p.shape}, "
-                 f"got {p.grad!r:.60}.")
-        if np.any(p.grad != 0):
+    for (shape, grad, data), d in zip(seen["after"], built["data"]):
+        if np.shape(grad) != shape:
+            fail(f"zero_grad(): every parameter's grad should be an array of zeros of its own shape {shape}, "
+                 f"got {grad!r:.60}.")
+        if np.any(grad != 0):
             fail("zero_grad(): after model.zero_grad() a parameter still holds its old gradient: set every "
                  "p.grad in self.parameters() to zeros (p.grad = np.zeros_like(p.data), or p.grad[...] = 0).")
-        if not np.array_equal(p.data, d):
+        if not np.array_equal(data, d):
             fail("zero_grad() changed a parameter's data: it should only touch p.grad.")
 
 
@@ -652,19 +723,44 @@ def zero_grad_hidden(module_cls, seed):
     passed_hidden("Module.zero_grad")
 
 
+def _linear_layer(cls, case, n_in, n_out, seed):
+    """The student's ``Linear(n_in, n_out)``, built with the random state set to ``seed`` (``observe``): the
+    layer, and its weight's values."""
+    layer = seeded(seed, lambda: call(case, cls, n_in, n_out), numpy=True)
+    for name, shape in [("weight", (n_in, n_out)), ("bias", (n_out,))]:
+        p = getattr(layer, name, None)
+        if not isinstance(p, Tensor):
+            fail(f"{case}: self.{name} should be a Tensor, got {type(p).__name__}.")
+        if p.shape != shape:
+            hint = (" It is stored (n_in, n_out) here, so that forward is x @ self.weight "
+                    "(PyTorch stores the transpose).") if p.shape == shape[::-1] else ""
+            fail(f"{case}: self.{name} has shape {p.shape}, expected {shape}.{hint}")
+    return {"layer": layer, "weight": layer.weight.data}
+
+
+def _linear_forward(layer, case, x):
+    """``layer`` run on the batch ``x`` (``observe``): its output (and its value), and the weight and bias."""
+    params = call(f"{case}.parameters()", layer.parameters)
+    if len(params) != 2 or not all(any(p is q for q in params) for p in (layer.weight, layer.bias)):
+        fail(f"{case}: layer.parameters() should return the weight and the bias (make Linear a subclass of "
+             f"Module and keep them as attributes).")
+    out = call(f"{case}.forward", layer, Tensor(x))
+    if not isinstance(out, Tensor):
+        fail(f"{case}: forward should return a Tensor, got {type(out).__name__}.")
+    return {"out": out, "value": out.data, "weight": layer.weight.data, "bias": layer.bias.data}
+
+
+def _linear_gradients(layer, out, case):
+    """The reference backward() from ``out`` with a gradient of ones (``observe``): the weight's and bias's."""
+    _backprop(out, np.ones(out.shape), f"{case}.forward")
+    return {"weight": layer.weight.grad, "bias": layer.bias.grad}
+
+
 def _check_linear(cls, n_in, n_out, batch, rng):
     case = f"Linear({n_in}, {n_out})"
     with references_in_place(cls, **_references("Linear")):
-        layer = seeded(int(rng.integers(1 << 30)), lambda: call(case, cls, n_in, n_out), numpy=True)
-        for name, shape in [("weight", (n_in, n_out)), ("bias", (n_out,))]:
-            p = getattr(layer, name, None)
-            if not isinstance(p, Tensor):
-                fail(f"{case}: self.{name} should be a Tensor, got {type(p).__name__}.")
-            if p.shape != shape:
-                hint = (" It is stored (n_in, n_out) here, so that forward is x @ self.weight "
-                        "(PyTorch stores the transpose).") if p.shape == shape[::-1] else ""
-                fail(f"{case}: self.{name} has shape {p.shape}, expected {shape}.{hint}")
-        w = layer.weight.data
+        built = observe(_linear_layer, cls, case, n_in, n_out, int(rng.integers(1 << 30)))
+        w = built["weight"]
         if np.all(w == w.flat[0]):
             fail(f"{case}: every weight is the same number; start from random weights, or every unit "
                  f"computes the same thing forever.")
@@ -672,26 +768,21 @@ def _check_linear(cls, n_in, n_out, batch, rng):
         if not 0.2 < scale < 3:
             fail(f"{case}: the weights' standard deviation is {w.std():.4g}, far from about 1/sqrt(n_in) = "
                  f"{1 / math.sqrt(n_in):.4g}: scale the random weights by 1/sqrt(n_in).")
-        params = call(f"{case}.parameters()", layer.parameters)
-        if len(params) != 2 or not all(any(p is q for q in params) for p in (layer.weight, layer.bias)):
-            fail(f"{case}: layer.parameters() should return the weight and the bias (make Linear a subclass of "
-                 f"Module and keep them as attributes).")
-        x = Tensor(rng.standard_normal((batch, n_in)))
-        out = call(f"{case}.forward", layer, x)
-        if not isinstance(out, Tensor):
-            fail(f"{case}: forward should return a Tensor, got {type(out).__name__}.")
-        expected = x.data @ layer.weight.data + layer.bias.data
-        if out.shape != expected.shape:
-            fail(f"{case}: the output for a ({batch}, {n_in}) batch has shape {out.shape}, expected {expected.shape}.")
-        if not _close(out.data, expected):
-            if _close(out.data, x.data @ layer.weight.data):
+        x = rng.standard_normal((batch, n_in))
+        seen = observe(_linear_forward, built["layer"], case, x)
+        value = seen["value"]
+        expected = x @ seen["weight"] + seen["bias"]
+        if value.shape != expected.shape:
+            fail(f"{case}: the output for a ({batch}, {n_in}) batch has shape {value.shape}, expected "
+                 f"{expected.shape}.")
+        if not _close(value, expected):
+            if _close(value, x @ seen["weight"]):
                 fail(f"{case}: the bias is missing: forward returns x @ self.weight + self.bias.")
             fail(f"{case}: wrong output: forward returns x @ self.weight + self.bias.")
-        _backprop(out, np.ones(out.shape), f"{case}.forward")
-        if not _close(layer.bias.grad, np.full(n_out, batch)) or not _close(layer.weight.grad,
-                                                                             x.data.T @ np.ones((batch, n_out))):
-            fail(f"{case}: gradients do not reach the weight and bias: compute forward from self.weight and "
-                 f"self.bias with Tensor operations (@ and +).")
+        grads = observe(_linear_gradients, built["layer"], seen["out"], case)
+    if not _close(grads["bias"], np.full(n_out, batch)) or not _close(grads["weight"], x.T @ np.ones((batch, n_out))):
+        fail(f"{case}: gradients do not reach the weight and bias: compute forward from self.weight and "
+             f"self.bias with Tensor operations (@ and +).")
 
 
 def linear(cls):
@@ -706,24 +797,36 @@ def linear_hidden(cls, seed):
     passed_hidden("Linear")
 
 
+def _sgd(cls, arrays, lr):
+    """The student's SGD over reference Tensors holding ``arrays``, given as a generator, as model.parameters()
+    may be (``observe``): the optimiser and the parameters."""
+    params = [Tensor(a.copy()) for a in arrays]
+    return {"opt": call(f"SGD(params, lr={lr})", cls, iter(params), lr), "params": params}
+
+
+def _sgd_step(opt, params, grads):
+    """``grads`` added to the parameters' gradients, then the student's step() and zero_grad() (``observe``):
+    each parameter's shape, grad and data."""
+    for p, g in zip(params, grads):
+        p.grad = np.asarray(p.grad + g)
+    call("SGD.step()", opt.step)
+    call("SGD.zero_grad()", opt.zero_grad)
+    return [(p.shape, p.grad, p.data) for p in params]
+
+
 def _check_sgd(cls, lr, rng, steps=2):
     with references_in_place(cls, **_references("SGD")):
-        params = [Tensor(rng.standard_normal(s)) for s in [(3, 2), (2,), ()]]
-        start = [p.data.copy() for p in params]
-        opt = call(f"SGD(params, lr={lr})", cls, iter(params), lr)    # a generator, as model.parameters() may be
+        start = [rng.standard_normal(s) for s in [(3, 2), (2,), ()]]
+        made = observe(_sgd, cls, start, lr)
         expected = [s.copy() for s in start]
         for _ in range(steps):
-            grads = [rng.standard_normal(p.shape) for p in params]
-            for p, g in zip(params, grads):
-                p.grad = np.asarray(p.grad + g)
-            call("SGD.step()", opt.step)
+            grads = [rng.standard_normal(s.shape) for s in start]
+            seen = observe(_sgd_step, made["opt"], made["params"], grads)
             expected = [e - lr * g for e, g in zip(expected, grads)]
-            call("SGD.zero_grad()", opt.zero_grad)
-            for p in params:
-                if np.shape(p.grad) != p.shape or np.any(np.asarray(p.grad) != 0):
+            for shape, grad, _ in seen:
+                if np.shape(grad) != shape or np.any(np.asarray(grad) != 0):
                     fail("SGD.zero_grad(): every parameter's grad should be zeros of its shape after zero_grad().")
-    for p, s, e in zip(params, start, expected):
-        got = p.data
+    for (_, _, got), s, e in zip(seen, start, expected):
         if _close(got, s):
             fail("SGD.step(): the parameters did not change: update p.data itself (p.data -= lr * p.grad); "
                  "rebinding a loop variable changes nothing.")
@@ -765,12 +868,10 @@ TRAIN_SUBSET = 8_000       # the whole sample; on full MNIST its first 8,000 ima
 HIDDEN_SUBSET = 4_000
 
 
-def _arrays(n_train):
-    """The first ``n_train`` training images and every test image, as NumPy float64 rows of 784 pixels in
-    [0, 1], with their labels: (x_train, y_train, x_test, y_test)."""
-    x, y = mnist("train", stop=n_train, shape=(784,), dtype=torch.float64)
-    xt, yt = mnist("test", shape=(784,), dtype=torch.float64)
-    return x.numpy(), y.numpy(), xt.numpy(), yt.numpy()
+def _arrays(split, stop=None):
+    """The images ``:stop`` of ``split`` as NumPy float64 rows of 784 pixels in [0, 1], and their labels."""
+    x, y = mnist(split, stop=stop, shape=(784,), dtype=torch.float64)
+    return x.numpy(), y.numpy()
 
 
 def _accuracy(model, x, y) -> float:
@@ -780,15 +881,36 @@ def _accuracy(model, x, y) -> float:
     return float((model(Tensor(x)).data.argmax(axis=1) == y).mean())
 
 
+def _fitted(fn, case, seed, n_hidden, n_train, epochs, bs, lr):
+    """The reference MLP built with the random state set to ``seed``, then trained by the student's ``fit`` on the
+    first ``n_train`` training images with the reference loss and SGD, under the same random state (``observe``: the
+    network stays beside their code): what fit returned, and the trained parameters' values."""
+    x, y = _arrays("train", n_train)
+
+    def train():
+        model = engine.MLP(n_hidden)
+        opt = engine.SGD(model.parameters(), lr)
+        with np.errstate(all="ignore"):
+            losses = call(f"fit for {case}", fn, epochs, model, engine.cross_entropy, opt, x, y, bs)
+        return {"losses": losses, "weights": [p.data for p in model.parameters()]}
+
+    return seeded(seed, train, numpy=True)
+
+
 def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
-    x, y, xt, yt = _arrays(n_train)
-    case = f"an MLP 784-{n_hidden}-10, {epochs} epoch(s) on {len(x):,} images, bs = {bs}, lr = {lr}"
-    n_batches = epochs * math.ceil(len(x) / bs)
+    xt, yt = _arrays("test")
+    n = len(mnist("train", stop=n_train, dtype=None)[1])
+    case = f"an MLP 784-{n_hidden}-10, {epochs} epoch(s) on {n:,} images, bs = {bs}, lr = {lr}"
+    n_batches = epochs * math.ceil(n / bs)
 
     def train(model):
-        opt = engine.SGD(model.parameters(), lr)
-        with references_in_place(fn, **_references()), np.errstate(all="ignore"):
-            return call(f"fit for {case}", fn, epochs, model, engine.cross_entropy, opt, x, y, bs)
+        """Train the same network in the kernel; its trained weights, loaded into ``model`` (built here from the
+        same seed), are judged here."""
+        with references_in_place(fn, **_references()):
+            seen = observe(_fitted, fn, case, seed, n_hidden, n_train, epochs, bs, lr)
+        for p, w in zip(model.parameters(), seen["weights"]):
+            p.data = np.array(w, dtype=np.float64).reshape(p.shape)
+        return seen["losses"]
 
     def check_losses(run):
         losses = run.result

@@ -6,12 +6,19 @@ exercise is checked with the reference versions of the earlier ones in place, an
 the course's LeNet (not the student's) with the student's loop and measure it with the reference
 ``evaluate_accuracy``: a wrong LeNet or a wrong ``evaluate_accuracy`` costs only its own tests. Every call into the
 student's code goes through ``_core.call``.
+
+While graded, these checks run in the grader and the student's objects stay in their kernel (``_remote``): what
+the student's code must be given and cannot be sent there (a DataLoader, a network, a LeNet to train) is built
+there by ``observe``, from data sent from here; the functions given to Lambda are the course's, defined here. What
+the student's code did comes back as data (outputs, the calls a probe noted, parameters, the trained weights) and
+is judged here: the trained weights go into the check's own LeNet, measured here.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import env, models
 from ..reference import cnn as reference
 from ..reference.batching import TensorBatches
-from ._core import (Probe, as_number, call, close, compare, fail, generator, mnist, passed, passed_hidden, randn,
-                    references_in_place, seeded, train_then_check)
+from ._core import (Probe, as_number, call, close, compare, fail, generator, mnist, observe, passed, passed_hidden,
+                    randn, references_in_place, seeded, train_then_check)
 
 __all__ = [
     "THRESHOLD", "evaluate_accuracy", "evaluate_accuracy_hidden", "lambda_layer", "lambda_layer_hidden", "lenet",
@@ -38,12 +45,55 @@ LENET_PARAMETERS = 61_706
 LAMBDA_HINT = "Lambda(func) keeps func in __init__ (self.func = func) and forward(x) returns self.func(x)."
 
 
-def _make_lambda(cls, func, case):
+# The functions the checks give Lambda are the course's, defined here (partials of them for a closure's
+# values): a lambda could not be sent to the student's kernel while graded.
+
+
+def _times(factor, t):
+    return t * factor
+
+
+def _plus(shift, t):
+    return t + shift
+
+
+def _flatten(t):
+    return t.view(t.size(0), -1)
+
+
+def _built_lambda(cls, func, case):
+    """``Lambda(func)``, which must be a module (``observe``: built beside the student's class, and kept there)."""
     layer = call("Lambda", cls, func, hint=LAMBDA_HINT)
     if not isinstance(layer, nn.Module):
         fail(f"Lambda({case}) is a {type(layer).__name__}, not an nn.Module: nn.Sequential only takes modules. "
              f"Subclass nn.Module and call super().__init__() first.")
     return layer
+
+
+def _make_lambda(cls, func, case):
+    return observe(_built_lambda, cls, func, case)
+
+
+def _parameter_count(module):
+    return len(list(module.parameters()))
+
+
+def _in_sequential(layer, weight, bias, x):
+    """``nn.Sequential(layer, nn.Linear)`` with the linear layer's ``weight`` and ``bias`` sent by the check, on ``x``
+    (``observe``: the Sequential is built beside the student's layer)."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    return call("nn.Sequential with your Lambda", nn.Sequential(layer, linear), x, hint=LAMBDA_HINT)
+
+
+def _gradient_through(cls, x):
+    """The gradient of ``Lambda(t * w)(x).sum()`` with respect to ``w``, all ones (``observe``: ``w`` is made
+    beside the layer, where the backward pass runs)."""
+    w = torch.ones(len(x), requires_grad=True)
+    call("Lambda", _built_lambda(cls, partial(_times, w), "t * w"), x).sum().backward()
+    return w.grad
 
 
 def _check_lambda(cls, func, x, case):
@@ -54,19 +104,19 @@ def _check_lambda(cls, func, x, case):
         fail(f"Lambda({case}) returned its input unchanged: forward must apply the function it was given, "
              f"return self.func(x).")
     compare(f"Lambda({case})", got, expected)
-    if list(layer.parameters()):
+    if observe(_parameter_count, layer):
         fail(f"Lambda({case}) has parameters: a Lambda layer only applies a function, it learns nothing.")
     return layer
 
 
 def lambda_layer(cls):
     x = torch.arange(12.0).reshape(2, 6)
-    _check_lambda(cls, lambda t: t * 2, x, "lambda t: t * 2")
+    _check_lambda(cls, partial(_times, 2), x, "lambda t: t * 2")
     images = torch.rand(3, 1, 4, 4, generator=generator(5))
-    flatten = _check_lambda(cls, lambda t: t.view(t.size(0), -1), images, "a flattening view")
-    net = nn.Sequential(flatten, nn.Linear(16, 2))
-    out = call("nn.Sequential with your Lambda", net, images, hint=LAMBDA_HINT)
-    compare("nn.Sequential(Lambda(flatten), nn.Linear(16, 2))", out, net[1](images.view(3, -1)))
+    flatten = _check_lambda(cls, _flatten, images, "a flattening view")
+    linear = nn.Linear(16, 2)
+    out = observe(_in_sequential, flatten, linear.weight.detach(), linear.bias.detach(), images)
+    compare("nn.Sequential(Lambda(flatten), nn.Linear(16, 2))", out, linear(images.view(3, -1)))
     passed("Lambda", 3)
 
 
@@ -74,18 +124,17 @@ def lambda_layer_hidden(cls, seed):
     g = generator(seed)
     x = randn(g, 5, 3, 4, dtype=torch.float64)
     shift = randn(g, 4, dtype=torch.float64)
-    _check_lambda(cls, lambda t: t + shift, x, "a closure adding a random vector, float64")
-    _check_lambda(cls, torch.relu, randn(g, 7, 2), "torch.relu")
+    _check_lambda(cls, partial(_plus, shift), x, "a closure adding a random vector, float64")
+    _check_lambda(cls, F.relu, randn(g, 7, 2), "torch.relu")
     # two layers keep their own function (not one stored on the class)
-    a = _make_lambda(cls, lambda t: t + 1, "t + 1")
-    b = _make_lambda(cls, lambda t: t * 10, "t * 10")
+    a = _make_lambda(cls, partial(_plus, 1), "t + 1")
+    b = _make_lambda(cls, partial(_times, 10), "t * 10")
     y = torch.ones(2)
     compare("Lambda(t + 1) after a second Lambda was made", call("Lambda", a, y), y + 1)
     compare("Lambda(t * 10)", call("Lambda", b, y), y * 10)
     # gradients flow through it
-    w = torch.ones(3, requires_grad=True)
-    call("Lambda", _make_lambda(cls, lambda t: t * w, "t * w"), torch.arange(3.0)).sum().backward()
-    compare("the gradient through Lambda(t * w)", w.grad, torch.arange(3.0))
+    compare("the gradient through Lambda(t * w)", observe(_gradient_through, cls, torch.arange(3.0)),
+            torch.arange(3.0))
     passed_hidden("Lambda")
 
 
@@ -140,8 +189,23 @@ WRAPPED_HINT = ("WrappedDataLoader(dl, func) keeps both; __len__ returns len(sel
                 "self.dl and yields func(*batch) for every batch.")
 
 
-def _check_wrapped(cls, dl, func, case):
-    wrapped = call("WrappedDataLoader", cls, dl, func, hint=WRAPPED_HINT)
+def _data_loader(x, y, batch_size):
+    """The tensors ``x``, ``y`` in order, in batches: a DataLoader (built by the check, and by ``observe`` beside the
+    student's class for it to wrap, since a loader cannot be sent there)."""
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def _doubled_and_shifted(a, b):
+    return a * 2, b + 1
+
+
+def _row_sums(a, b):
+    return a.sum(1), b
+
+
+def _check_wrapped(cls, dl, func, case, twin=None):
+    """``twin``: what the student's class wraps, ``dl`` built anew beside it (``dl`` itself when it is data)."""
+    wrapped = call("WrappedDataLoader", cls, dl if twin is None else twin, func, hint=WRAPPED_HINT)
     length = call("len(WrappedDataLoader(...))", len, wrapped, hint=WRAPPED_HINT)
     if length != len(dl):
         fail(f"WrappedDataLoader for {case}: len() is {length}, but the loader it wraps has {len(dl)} batches. "
@@ -165,18 +229,18 @@ def _check_wrapped(cls, dl, func, case):
 def wrapped(cls):
     g = generator(11)
     x, y = torch.rand(10, 784, generator=g), torch.randint(0, 10, (10,), generator=g)
-    _check_wrapped(cls, DataLoader(TensorDataset(x, y), batch_size=4), reference.preprocess,
-                   "10 images in batches of 4, with the reference preprocess")
+    _check_wrapped(cls, _data_loader(x, y, 4), reference.preprocess,
+                   "10 images in batches of 4, with the reference preprocess", twin=observe(_data_loader, x, y, 4))
     passed("WrappedDataLoader", 2)
 
 
 def wrapped_hidden(cls, seed):
     g = generator(seed)
     x, y = randn(g, 13, 6), torch.randint(0, 3, (13,), generator=g)
-    _check_wrapped(cls, DataLoader(TensorDataset(x, y), batch_size=5), lambda a, b: (a * 2, b + 1),
-                   "another function and batch size")
+    _check_wrapped(cls, _data_loader(x, y, 5), _doubled_and_shifted, "another function and batch size",
+                   twin=observe(_data_loader, x, y, 5))
     batches = [(randn(g, 2, 3), torch.arange(2)) for _ in range(3)]
-    _check_wrapped(cls, batches, lambda a, b: (a.sum(1), b), "a plain list of batches")
+    _check_wrapped(cls, batches, _row_sums, "a plain list of batches")
     passed_hidden("WrappedDataLoader")
 
 
@@ -209,17 +273,49 @@ LAYER_NAMES = ["the first convolution", "the second convolution", "the first den
                "the last dense layer"]
 
 
-def _make_lenet(fn):
+def _built_lenet(fn):
+    """``LeNet()``, which must be a module (``observe``: built beside the student's function, and kept there)."""
     net = call("LeNet", fn, hint="LeNet() returns a new network, for example an nn.Sequential of its layers.")
     if not isinstance(net, nn.Module):
         fail(f"LeNet() should return an nn.Module (an nn.Sequential, say), got {type(net).__name__}.")
     return net
 
 
-def _check_lenet_shapes(fn, n):
-    net = _make_lenet(fn)
-    x = torch.rand(n, 1, 28, 28, generator=generator(n))
+def _seeded_lenets(fn, seed, n):
+    """``n`` LeNets made one after the other with torch's random state set to ``seed`` (``observe``)."""
+    return seeded(seed, lambda: tuple(_built_lenet(fn) for _ in range(n)))
+
+
+def _parameters(net):
+    return [p.detach() for p in net.parameters()]
+
+
+def _lenet_seen(net, x):
+    """What ``net`` does with ``x`` (``observe``): the shapes of its layers' outputs, its output, the message of
+    the failure its forward raised, and its parameters."""
     shapes, out, failure = _layer_outputs(net, x)
+    return shapes, out, None if failure is None else str(failure), _parameters(net)
+
+
+def _eval_output(net, x):
+    """``net``'s output for ``x`` in eval mode, without gradients (``observe``)."""
+    net.eval()
+    with torch.no_grad():
+        return call("LeNet", net, x)
+
+
+def _gradients_reached(net, x, y):
+    """Whether each parameter of ``net`` gets a gradient from the cross-entropy of its output for ``x`` against ``y``,
+    in training mode (``observe``: the backward pass runs beside the network)."""
+    net.train()
+    F.cross_entropy(call("LeNet", net, x), y).backward()
+    return [p.grad is not None for p in net.parameters()]
+
+
+def _check_lenet_shapes(net, n):
+    """Check the student's ``net`` on a batch of ``n`` random digits: the batch and the parameters it has."""
+    x = torch.rand(n, 1, 28, 28, generator=generator(n))
+    shapes, out, failure, params = observe(_lenet_seen, net, x)
     for name, (kind, want), got in zip(LAYER_NAMES, EXPECTED_LAYERS, shapes):
         if got == (kind, want):
             continue
@@ -228,32 +324,30 @@ def _check_lenet_shapes(fn, n):
                  "needs padding=2 to keep the size (28 + 2·2 - 5 + 1 = 28).")
         fail(f"LeNet on a batch of {n}: {name} outputs {got[0]} {got[1]}, expected {kind} {want}.")
     if failure is not None:
-        fail(str(failure))
+        fail(failure)
     if len(shapes) != len(EXPECTED_LAYERS):
         fail(f"LeNet has {sum(k == 'Conv2d' for k, _ in shapes)} convolutions and "
              f"{sum(k == 'Linear' for k, _ in shapes)} dense layers; it should have 2 and 3.")
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, 10):
         fail(f"LeNet on a batch of {n} should output ({n}, 10): ten scores per image; got "
              f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}.")
-    count = sum(p.numel() for p in net.parameters())
+    count = sum(p.numel() for p in params)
     if count != LENET_PARAMETERS:
         fail(f"LeNet has {count:,} parameters, expected {LENET_PARAMETERS:,}.")
-    return net, x
+    return x, params
 
 
-def _check_lenet_values(net, x, case):
-    """Put the student's weights into the course's LeNet (in order) and compare the outputs: this checks the
-    activations and the pooling, which leave no trace in the shapes."""
-    params = list(net.parameters())
+def _check_lenet_values(net, x, params, case):
+    """Put the student's weights ``params`` into the course's LeNet (in order) and compare the outputs: this checks
+    the activations and the pooling, which leave no trace in the shapes."""
     variants = {
         "sigmoid and average pooling": models.LeNet(),
         "ReLU": models.LeNet(nn.ReLU, nn.AvgPool2d),
         "max pooling": models.LeNet(nn.Sigmoid, nn.MaxPool2d),
         "ReLU and max pooling": models.LeNet(nn.ReLU, nn.MaxPool2d),
     }
-    net.eval()
+    got = observe(_eval_output, net, x)
     with torch.no_grad():
-        got = call("LeNet", net, x)
         outputs = {}
         for name, ref in variants.items():
             for p, q in zip(ref.parameters(), params):
@@ -267,24 +361,20 @@ def _check_lenet_values(net, x, case):
 
 
 def lenet(fn):
-    net, x = _check_lenet_shapes(fn, 1)
-    _check_lenet_values(net, x, "one random image")
+    net = observe(_built_lenet, fn)
+    x, params = _check_lenet_shapes(net, 1)
+    _check_lenet_values(net, x, params, "one random image")
     passed("LeNet", 3)
 
 
 def lenet_hidden(fn, seed):
-    def make():
-        net, x = _check_lenet_shapes(fn, 7)
-        _check_lenet_values(net, x, "7 random images")
-        return net, x, _make_lenet(fn)
-
-    net, x, other = seeded(seed, make)
-    if all(torch.equal(p, q) for p, q in zip(net.parameters(), other.parameters())):
+    net, other = observe(_seeded_lenets, fn, seed, 2)
+    x, params = _check_lenet_shapes(net, 7)
+    _check_lenet_values(net, x, params, "7 random images")
+    if all(torch.equal(p, q) for p, q in zip(params, observe(_parameters, other))):
         fail("LeNet() returns networks with identical weights: each call should make a new, randomly "
              "initialised network.")
-    net.train()
-    F.cross_entropy(call("LeNet", net, x), torch.arange(7) % 10).backward()
-    if any(p.grad is None for p in net.parameters()):
+    if not all(observe(_gradients_reached, net, x, torch.arange(7) % 10)):
         fail("LeNet: some parameters get no gradient: every layer must be used in forward.")
     passed_hidden("LeNet")
 
@@ -374,15 +464,22 @@ EVALUATE_HINT = ("the prediction for each image is the argmax of its row of scor
                  "count the right ones over every batch, and divide by the number of images.")
 
 
+def _dropout_network(weight, bias):
+    """A linear classifier with these weights behind heavy dropout, in a Probe that notes, at every call, the mode
+    and whether gradients were recorded."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    return Probe(nn.Sequential(nn.Dropout(0.8), linear))
+
+
 def _dropout_problem(seed, n_batches, batch, n_in=8, n_classes=4, dtype=torch.float32):
     """A linear classifier behind heavy dropout, and batches labelled so that it is right on most of them in
     eval mode; in train mode dropout makes it right far less often."""
     g = generator(seed)
-    linear = nn.Linear(n_in, n_classes).to(dtype)
-    with torch.no_grad():
-        linear.weight.copy_(randn(g, n_classes, n_in, dtype=dtype))
-        linear.bias.zero_()
-    net = Probe(nn.Sequential(nn.Dropout(0.8), linear))   # notes the mode and whether gradients were recorded
+    net = _dropout_network(randn(g, n_classes, n_in, dtype=dtype), torch.zeros(n_classes, dtype=dtype))
+    linear = net.net[1]
     batches = []
     for size in batch if isinstance(batch, list) else [batch] * n_batches:
         x = randn(g, size, n_in, dtype=dtype)
@@ -395,24 +492,31 @@ def _dropout_problem(seed, n_batches, batch, n_in=8, n_classes=4, dtype=torch.fl
 
 
 def _expected_accuracy(net, batches):
-    net.eval()
+    net.eval()   # and it stays so: the check measures the mistakes it names in eval mode too
     with torch.no_grad():
         right = sum(int((net.net(x).argmax(dim=1) == y).sum()) for x, y in batches)
     return right / sum(len(y) for _, y in batches)
 
 
-def _check_evaluate(fn, net, batches, case):
-    net.train()
-    expected = _expected_accuracy(net, batches)
-    net.train()
-    net.calls.clear()
+def _evaluated(fn, weight, bias, batches):
+    """``evaluate_accuracy`` of the dropout network with these weights, given in training mode, on an iterator over
+    ``batches`` (``observe``: the network is built beside the student's function): its result, and how it called
+    the network (the input's shape, the mode, whether gradients were recorded)."""
+    net = _dropout_network(weight, bias)
     result = call("evaluate_accuracy", fn, net, iter(batches), hint=EVALUATE_HINT)
-    if not net.calls:
+    return result, [tuple(c) for c in net.calls]
+
+
+def _check_evaluate(fn, net, batches, case):
+    expected = _expected_accuracy(net, batches)
+    linear = net.net[1]
+    result, calls = observe(_evaluated, fn, linear.weight.detach(), linear.bias.detach(), batches)
+    if not calls:
         fail(f"evaluate_accuracy for {case}: the network was never called.")
-    if any(c.training for c in net.calls):
+    if any(training for _, training, _ in calls):
         fail(f"evaluate_accuracy for {case}: the network ran in training mode, with dropout switching inputs off. "
              f"Call net.eval() first.")
-    if any(c.grad for c in net.calls):
+    if any(grad for _, _, grad in calls):
         fail(f"evaluate_accuracy for {case}: gradients were recorded. Evaluate under torch.no_grad(): it is "
              f"faster and keeps no graph in memory.")
     value = as_number("evaluate_accuracy", result, "the accuracy")
@@ -466,9 +570,11 @@ TRAIN_HINT = ("train_fast(net, x, y, epochs, batch_size, max_lr): Adam over net.
               "epoch a new torch.randperm order, a step per batch (zero_grad, backward, step, scheduler.step()).")
 
 
-def _check_trained(fn, make_model, n_train, epochs, batch_size, max_lr, seed, case, n_test=None):
-    x, y = mnist("train", stop=n_train, shape=(1, 28, 28))
-    test = TensorBatches(*mnist("test", stop=n_test, shape=(1, 28, 28)), 500)
+def _trained_weights(fn, make_model, seed, x, y, epochs, batch_size, max_lr, case):
+    """Build ``make_model()`` and train it with the student's ``train_fast``, torch's random state set to ``seed``
+    (the check builds its own model under the same seed: the same weights), and return what train_fast returned and
+    the trained weights (``observe``: the training runs beside the student's code; the check loads the weights into
+    its own model and measures it)."""
     steps = math.ceil(len(x) / batch_size)
 
     def explain(error):
@@ -479,9 +585,27 @@ def _check_trained(fn, make_model, n_train, epochs, batch_size, max_lr, seed, ca
                 f"per epoch, the last one smaller: count it in total_steps.\n"
                 f"train_fast raised {type(error).__name__}: {error}\nHint: {TRAIN_HINT}")
 
+    def train():
+        net = make_model()
+        result = call("train_fast", fn, net, x, y, epochs, batch_size, max_lr, hint=TRAIN_HINT, explain=explain)
+        return result, dict(net.state_dict())
+
+    return seeded(seed, train)
+
+
+def _check_trained(fn, make_model, n_train, epochs, batch_size, max_lr, seed, case, n_test=None):
+    x, y = mnist("train", stop=n_train, shape=(1, 28, 28))
+    test = TensorBatches(*mnist("test", stop=n_test, shape=(1, 28, 28)), 500)
+
     def train(net):
         with references_in_place(fn, evaluate_accuracy=reference.evaluate_accuracy):
-            return call("train_fast", fn, net, x, y, epochs, batch_size, max_lr, hint=TRAIN_HINT, explain=explain)
+            result, weights = observe(_trained_weights, fn, make_model, seed, x, y, epochs, batch_size, max_lr, case)
+        try:
+            net.load_state_dict(weights)
+        except (RuntimeError, TypeError, KeyError, AttributeError) as error:
+            fail(f"train_fast for {case}: the trained weights no longer fit the network it was given ({error}). "
+                 f"Train the network's own parameters; do not replace its layers.")
+        return result
 
     values = []
 
@@ -517,8 +641,12 @@ def trained(fn):
     passed("train_fast", 1)
 
 
+def _lenet_relu_avg():
+    return models.LeNet(nn.ReLU, nn.AvgPool2d)
+
+
 def trained_hidden(fn, seed):
-    _check_trained(fn, lambda: models.LeNet(nn.ReLU, nn.AvgPool2d), 700, 2, 16, 0.02, seed=seed,
+    _check_trained(fn, _lenet_relu_avg, 700, 2, 16, 0.02, seed=seed,
                    n_test=GRADED_TEST_DIGITS,
                    case="LeNet with ReLU and average pooling, 700 digits for 2 epochs, batches of 16, max_lr 0.02")
     passed_hidden("train_fast")

@@ -18,8 +18,6 @@ from ..reference import convolution as reference
 from ._core import (as_float, as_tensor, call, close, compare, dimension_hint, fail, generator, not_hard_coded, observe,
                     passed, passed_hidden, randn, references_in_place)
 
-RUNS_IN_GRADER = True  # while graded, these checks run in the grader (``_remote``)
-
 __all__ = [
     "conv2d", "conv2d_hidden", "corr2d", "corr2d_1x1", "corr2d_1x1_hidden", "corr2d_hidden", "corr2d_multi_in",
     "corr2d_multi_in_hidden", "corr2d_multi_in_out", "corr2d_multi_in_out_hidden", "learned_kernel",

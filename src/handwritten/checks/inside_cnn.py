@@ -8,12 +8,18 @@ The oracles are PyTorch, the course's answers (``handwritten.reference.inside_cn
 on a variable the student may have changed. A mistake costs only its own tests: ``train`` is checked
 on the course's ``ConvNet`` with the course's ``rightness`` in place, and ``retrieve_features`` never
 goes through ``forward``.
+
+While graded, the checks run in the grader: what has to sit beside the student's code (a network behind a
+``Probe``, a dataset and its loaders, a training run) is built in the student's kernel through ``observe``, which
+brings back only what that code produced, to be judged in the grader; a trained network is measured in the
+grader, its weights loaded into a ``ConvNet`` built there.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +33,9 @@ from ..reference.cnn import evaluate_accuracy
 from ..reference.inside_cnn import predict_one_by_one as reference_one_by_one
 from ..reference.inside_cnn import rightness as reference_rightness
 from ..reference.inside_cnn import shift_image
-from ._core import (Probe, as_number, as_tensor, call, close, compare, fail, generator, mnist, not_hard_coded,
-                    params_vector, passed, passed_hidden, rand, randn, references_in_place, require_accuracy, seeded,
-                    train_and_measure)
+from ._core import (Probe, Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist,
+                    not_hard_coded, observe, params_vector, passed, passed_hidden, rand, randn, references_in_place,
+                    require_accuracy, seeded)
 
 __all__ = [
     "HIDDEN", "VISIBLE", "VISIBLE_GRADED", "convnet", "convnet_hidden", "features", "features_hidden",
@@ -79,9 +85,11 @@ def _drawn(loader) -> list[int]:
     return [int(i) for _, labels in loader for i in labels]
 
 
-def _check_split(fn, n: int, n_val: int, batch_size: int | None):
+def _split_drawn(fn, n: int, n_val: int, batch_size: int | None) -> tuple[list[int], list[int]]:
+    """Split ``n`` numbered items with the student's ``split_test_set`` and draw every batch of both loaders: the
+    items each drew (``observe``: the dataset and the loaders live beside the student's function). Fails only
+    what is not a subset loader of that dataset."""
     dataset = _numbered(n)
-    case = f"a dataset of {n} images, n_val={n_val}" + (f", batch_size={batch_size}" if batch_size else "")
     args = (dataset, n_val) if batch_size is None else (dataset, n_val, batch_size)
     result = call("split_test_set", fn, *args)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
@@ -101,6 +109,12 @@ def _check_split(fn, n: int, n_val: int, batch_size: int | None):
                  + (" (the default)." if batch_size is None else "."))
     validation, test = (call(f"iterating over {name}", _drawn, loader)
                         for name, loader in zip(("validation_loader", "test_loader"), result))
+    return validation, test
+
+
+def _check_split(fn, n: int, n_val: int, batch_size: int | None):
+    case = f"a dataset of {n} images, n_val={n_val}" + (f", batch_size={batch_size}" if batch_size else "")
+    validation, test = observe(_split_drawn, fn, n, n_val, batch_size)
     if len(validation) == n - n_val and len(test) == n_val and n_val != n - n_val:
         fail(f"split_test_set for {case}: the two sets are swapped. The validation set is the first "
              f"n_val = {n_val} images, the test set the rest.")
@@ -207,11 +221,20 @@ def rightness_hidden(fn, seed):
 # ---------------------------------------------------------------- predict_one_by_one
 
 
-def _check_one_by_one(fn, net, images, expected, case):
-    probe = Probe(net).train()  # as a network is after training: the function must switch to eval itself
-    got = as_tensor("predict_one_by_one", call("predict_one_by_one", fn, probe, images))
+def _one_by_one_seen(fn, network: type, images) -> tuple:
+    """Run the student's ``predict_one_by_one`` on the pretrained weights in a ``network``, left in training mode
+    (as a network is after training: the function must switch to eval itself), behind a ``Probe``: what it
+    returned, and each forward pass's input shape and mode (``observe``: the network lives beside the function)."""
+    probe = Probe(load_pretrained(network())).train()
+    got = call("predict_one_by_one", fn, probe, images)
+    return got, [(shape, training) for shape, training, _ in probe.calls]
+
+
+def _check_one_by_one(fn, network, images, expected, case):
+    got, calls = observe(_one_by_one_seen, fn, network, images)
+    got = as_tensor("predict_one_by_one", got)
     n = len(images)
-    batches = [c.shape for c in probe.calls]
+    batches = [shape for shape, _ in calls]
     if any(len(shape) == 4 and shape[0] > 1 for shape in batches):
         fail(f"predict_one_by_one for {case}: it called the model with a batch of "
              f"{max(s[0] for s in batches if len(s) == 4)} images. Feed them one at a time, each as a "
@@ -223,7 +246,7 @@ def _check_one_by_one(fn, net, images, expected, case):
     if len(batches) != n:
         fail(f"predict_one_by_one for {case}: it called the model {len(batches)} times for {n} images; "
              f"call it once per image.")
-    if any(c.training for c in probe.calls):
+    if any(training for _, training in calls):
         fail(f"predict_one_by_one for {case}: the model was still in training mode. Call model.eval() "
              f"first: in training mode dropout zeroes random units and the predictions change from run to run.")
     if got.numel() == n:
@@ -237,9 +260,8 @@ def predict_one_by_one(fn):
     images = _digits(range(8))
     fixed = load_pretrained()
     expected = reference_one_by_one(fixed, images)
-    _check_one_by_one(fn, fixed, images, expected, "eight test digits and the fixed network")
-    notes = load_pretrained(NotesConvNet())
-    _check_one_by_one(fn, notes, images, torch.zeros(8, dtype=torch.long),
+    _check_one_by_one(fn, ConvNet, images, expected, "eight test digits and the fixed network")
+    _check_one_by_one(fn, NotesConvNet, images, torch.zeros(8, dtype=torch.long),
                       "eight test digits and the notes' network (one at a time, every digit is a 0)")
     passed("predict_one_by_one", 2)
 
@@ -250,7 +272,7 @@ def predict_one_by_one_hidden(fn, seed):
     n_test = len(mnist("test", dtype=None)[1])
     for n in (1, 5):
         images = _digits(torch.randint(0, n_test, (n,), generator=g))
-        _check_one_by_one(fn, fixed, images, reference_one_by_one(fixed, images), f"{n} random test digit(s)")
+        _check_one_by_one(fn, ConvNet, images, reference_one_by_one(fixed, images), f"{n} random test digit(s)")
     passed_hidden("predict_one_by_one")
 
 
@@ -282,13 +304,18 @@ def _instantiate(cls):
     return net
 
 
-def _with_weights_of(cls, source) -> nn.Module:
-    """The student's network with the four layers' weights of ``source``, in eval mode."""
+def _layer_weights(source: nn.Module) -> dict:
+    """The four layers' weights and biases of ``source``, as data: what the student's network is given."""
+    return {name: (getattr(source, name).weight.detach(), getattr(source, name).bias.detach()) for name, *_ in LAYERS}
+
+
+def _with_weights_of(cls, weights: dict) -> nn.Module:
+    """The student's network with the four layers' ``weights`` (``_layer_weights``), in eval mode."""
     net = _instantiate(cls)
     with torch.no_grad():
-        for name, *_ in LAYERS:
-            getattr(net, name).weight.copy_(getattr(source, name).weight)
-            getattr(net, name).bias.copy_(getattr(source, name).bias)
+        for name, (weight, bias) in weights.items():
+            getattr(net, name).weight.copy_(weight)
+            getattr(net, name).bias.copy_(bias)
     return net.eval()
 
 
@@ -303,11 +330,18 @@ def _reference_logits(ref, x):
         return ref.fc2(F.relu(ref.fc1(h.flatten(1))))
 
 
-def _check_forward(cls, ref, x, case):
-    net = _with_weights_of(cls, ref)
+def _forward_seen(cls, weights, x) -> tuple:
+    """The student's network with ``weights``, in eval mode, run twice on ``x``: both outputs (``observe``)."""
+    net = _with_weights_of(cls, weights)
     with torch.random.fork_rng(devices=[]):
         out = as_tensor("ConvNet.forward", call("ConvNet.forward", net, x, hint=FORWARD_HINT))
         again = call("ConvNet.forward", net, x, hint=FORWARD_HINT)
+    return out, again
+
+
+def _check_forward(cls, ref, x, case):
+    out, again = observe(_forward_seen, cls, _layer_weights(ref), x)
+    out = as_tensor("ConvNet.forward", out)
     n = len(x)
     if tuple(out.shape) != (n, 10):
         fail(f"ConvNet.forward for {case}: the output has shape {tuple(out.shape)}, expected ({n}, 10): "
@@ -319,7 +353,7 @@ def _check_forward(cls, ref, x, case):
     logits = _reference_logits(ref, x)
     expected = F.log_softmax(logits, dim=1)
     if close(out, expected):
-        return net
+        return
     columns = out.detach().double().exp().sum(0)
     if close(out, F.log_softmax(logits, dim=0)) or close(columns, torch.ones_like(columns)):
         fail(f"ConvNet.forward for {case}: log_softmax over dim=0 normalises over the batch: each class's "
@@ -333,10 +367,16 @@ def _check_forward(cls, ref, x, case):
          f"flatten, fc1, ReLU, dropout, fc2, log_softmax over dim 1.")
 
 
-def _check_training_mode(cls, x, case):
+def _training_mode_seen(cls, x) -> tuple:
+    """A new student's network, in training mode, run twice on ``x`` (dropout drawing from seed 0): both outputs
+    (``observe``)."""
     net = _instantiate(cls)
     net.train()
-    first, second = seeded(0, lambda: tuple(call("ConvNet.forward", net, x, hint=FORWARD_HINT) for _ in range(2)))
+    return seeded(0, lambda: tuple(call("ConvNet.forward", net, x, hint=FORWARD_HINT) for _ in range(2)))
+
+
+def _check_training_mode(cls, x, case):
+    first, second = observe(_training_mode_seen, cls, x)
     rows = as_tensor("ConvNet.forward", first).detach().double().exp().sum(1)
     if not close(rows, torch.ones_like(rows)):
         fail(f"ConvNet.forward for {case}, in training mode: each row should be log-probabilities "
@@ -379,9 +419,19 @@ def _feature_hint(which, got, expected):
     return None
 
 
+def _features_seen(cls, weights, x):
+    """What the student's network with ``weights`` returns from ``retrieve_features(x)`` (``observe``)."""
+    net = _with_weights_of(cls, weights)
+    return call("retrieve_features", net.retrieve_features, x)
+
+
+def _first_feature_map(cls, weights, x):
+    """The first of the maps ``retrieve_features`` returns (``not_hard_coded`` compares two digits')."""
+    return observe(_features_seen, cls, weights, x)[0]
+
+
 def _check_features(cls, ref, x, case):
-    net = _with_weights_of(cls, ref)
-    maps = call("retrieve_features", net.retrieve_features, x)
+    maps = observe(_features_seen, cls, _layer_weights(ref), x)
     if not isinstance(maps, (tuple, list)) or len(maps) != 2:
         fail("retrieve_features should return two tensors: (feature_map1, feature_map2).")
     with torch.no_grad():
@@ -401,7 +451,7 @@ def features(cls):
     """Visible check: one test digit (maps 4x28x28 and 8x14x14), with the pretrained weights."""
     ref = load_pretrained()
     _check_features(cls, ref, _digits(range(1)), "one test digit")
-    not_hard_coded("retrieve_features", lambda x: _with_weights_of(cls, ref).retrieve_features(x)[0],
+    not_hard_coded("retrieve_features", functools.partial(_first_feature_map, cls, _layer_weights(ref)),
                    [(_digits([1]),), (_digits([2]),)])
     passed("retrieve_features", 1)
 
@@ -460,12 +510,39 @@ VISIBLE_SEED = 6
 VISIBLE_GRADED = TrainingRun(first=0, n_train=2000, epochs=1, batch_size=32, record_every=31, threshold=0.6)
 HIDDEN = TrainingRun(first=4000, n_train=1056, epochs=2, batch_size=32, record_every=16, threshold=0.6, other=True)
 
-_runs: dict = {}
+_runs: dict = {}  # where the student's train runs: what each configuration's training returned, once per train
+_untrained: dict = {}  # here: each seed's fresh network, (its weights, its accuracy); no student code in them
 
 
 def _run(fn, config: TrainingRun, seed: int) -> dict:
     """Train a fresh course ``ConvNet`` with the student's ``train`` (the course's ``rightness`` in place), as
-    ``config`` says; each configuration runs once per ``train``."""
+    ``config`` says, and measure it here: the trained weights are loaded into a ``ConvNet`` built here, which alone
+    is measured on 1,000 held-out test digits (an accuracy computed beside the student's code could be forged)."""
+    held_out = mnist("test", start=1000, stop=2000, shape=(1, 28, 28))
+    if seed not in _untrained:
+        fresh = seeded(seed, ConvNet)  # the network the student's train is given: the same seed, the same weights
+        _untrained[seed] = params_vector(fresh), evaluate_accuracy(fresh, _batches(*held_out))
+    initial, untrained = _untrained[seed]
+    if untrained >= config.threshold:
+        fail(f"the untrained model already reaches {untrained:.3f}: the check itself is broken.")
+    seen = observe(_trained_seen, fn, asdict(config), seed)
+    net = ConvNet()
+    try:
+        net.load_state_dict(seen["state"])
+    except (RuntimeError, TypeError, ValueError) as error:
+        fail(f"train for {config.case()}: after training, the network no longer has the layers of the ConvNet it "
+             f"was given ({error}); train should train that network in place, not change it.")
+    run = Trained(net, seen["result"], evaluate_accuracy(net, _batches(*held_out)), untrained)
+    return dict(run=run, config=config, initial=initial, shared=seen["shared"],
+                validation=mnist("test", stop=config.n_val, shape=(1, 28, 28)))
+
+
+def _trained_seen(fn, fields: dict, seed: int) -> dict:
+    """Train a fresh course ``ConvNet``, built from ``seed``, with the student's ``train``, as the ``TrainingRun``
+    ``fields`` say: what ``train`` returned, the trained weights, and which of the snapshots' tensors are the live
+    weights' own memory (``observe``: the network and the loaders live beside ``train``). Each configuration trains
+    once per ``train``."""
+    config = TrainingRun(**fields)
     key = (fn, config, seed)
     if key not in _runs:
         _runs[key] = _train(fn, config, seed)
@@ -478,22 +555,20 @@ def _train(fn, config: TrainingRun, seed: int) -> dict:
                               generator=generator(seed))
     validation = mnist("test", stop=config.n_val, shape=(1, 28, 28))
     validation_loader = DataLoader(TensorDataset(*validation), batch_size=250)
-    held_out = mnist("test", start=1000, stop=2000, shape=(1, 28, 28))
-    initial = []
 
-    def fresh():
+    def student_train():
         net = ConvNet()
-        initial.append(params_vector(net))
-        return net
-
-    def student_train(net):
         with references_in_place(fn, rightness=reference_rightness):
-            return call("train", fn, net, train_loader, validation_loader, epochs=config.epochs, lr=LR,
-                        record_every=config.record_every)
+            return net, call("train", fn, net, train_loader, validation_loader, epochs=config.epochs, lr=LR,
+                             record_every=config.record_every)
 
-    run = train_and_measure(seed=seed, make_model=fresh, train=student_train, threshold=config.threshold,
-                            accuracy=lambda net: evaluate_accuracy(net, _batches(*held_out)))
-    return dict(run=run, config=config, initial=initial[0], validation=validation)
+    net, result = seeded(seed, student_train)
+    live = [net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias]
+    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    shared = [[isinstance(got, torch.Tensor) and got.data_ptr() == param.data_ptr()
+               for got, param in zip(snapshot, live)] if isinstance(snapshot, (tuple, list)) else []
+              for snapshot in (weights if isinstance(weights, (tuple, list)) else [])]
+    return {"result": result, "state": dict(net.state_dict()), "shared": shared}
 
 
 def _batches(images, labels, size: int = 250):
@@ -516,6 +591,8 @@ def _check_record_and_snapshots(trained, case):
     expected = per_epoch * config.epochs
     n_record = call("len(record)", len, record,
                     explain=lambda error: f"record should be a list, not {type(record).__name__}.")
+    if not isinstance(record, (tuple, list)):
+        record = call("iterating over record", list, record)
     if n_record != expected:
         fail(f"train for {case}: record has {n_record} entries, expected {expected}: one whenever "
              f"batch_idx % record_every == 0, that is {per_epoch} per epoch of {config.batches} batches, "
@@ -536,20 +613,23 @@ def _check_record_and_snapshots(trained, case):
              f"rates, 100 - accuracy in percent, not accuracies.")
     n_weights = call("len(weights)", len, weights,
                      explain=lambda error: f"weights should be a list, not {type(weights).__name__}.")
+    if not isinstance(weights, (tuple, list)):
+        weights = call("iterating over weights", list, weights)
     if n_weights != n_record:
         fail(f"train for {case}: weights has {n_weights} snapshots, record {n_record} entries; take a "
              f"snapshot each time you add to record.")
     net = run.model
     live = [net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias]
-    for snapshot in weights:
+    shared = trained["shared"]  # reported where train ran: whether each tensor is a live weight's own memory
+    for k, snapshot in enumerate(weights):
         if not isinstance(snapshot, (tuple, list)) or len(snapshot) != 4:
             fail("each snapshot should be [conv1.weight, conv1.bias, conv2.weight, conv2.bias].")
-        for got, param in zip(snapshot, live):
+        for j, (got, param) in enumerate(zip(snapshot, live)):
             got = as_tensor("a snapshot", got)
             if tuple(got.shape) != tuple(param.shape):
                 fail(f"a snapshot holds a tensor of shape {tuple(got.shape)} where {tuple(param.shape)} was "
                      f"expected: [conv1.weight, conv1.bias, conv2.weight, conv2.bias], in that order.")
-            if got.data_ptr() == param.data_ptr():
+            if k < len(shared) and j < len(shared[k]) and shared[k][j]:
                 fail(f"train for {case}: the snapshots share memory with the network's live weights "
                      f"(net.conv1.weight.data is the weight itself, not a copy), so every snapshot changes as "
                      f"training goes on and all of them end up equal to the final weights. Append a copy: "
@@ -612,11 +692,18 @@ def trained_hidden(fn, seed):
 EMPTY_SLICE = "Careful with img[..., :-w]: when w = 0, :-0 is :0, an empty slice. Write img.shape[-1] - w."
 
 
-def _check_shift(fn, img, w, case):
+def _shift_seen(fn, img, w) -> tuple:
+    """What the student's ``shift_left(img, w)`` returned, and whether it changed ``img`` (``observe``: the image
+    it changes is the one beside it)."""
     original = img.clone()
     got = call("shift_left", fn, img, w, hint=f"(for w = {w}) {EMPTY_SLICE}" if w == 0 else "")
+    return got, not torch.equal(img, original)
+
+
+def _check_shift(fn, img, w, case):
+    got, changed = observe(_shift_seen, fn, img, w)
     got = as_tensor("shift_left", got)
-    if not torch.equal(img, original):
+    if changed:
         fail(f"shift_left for {case} changed its input: build a new tensor (torch.zeros_like(img)) and "
              f"leave img as it was.")
     expected = shift_image(img, w, "left")
@@ -675,7 +762,7 @@ class _CountOps(TorchFunctionMode):
 
 
 def _operations(fn, img, w) -> int:
-    """How many tensor operations ``fn(img, w)`` makes."""
+    """How many tensor operations ``fn(img, w)`` makes (``observe``: counted where it runs)."""
     with _CountOps() as counter:
         call("shift_left", fn, img, w)
     return counter.count
@@ -697,8 +784,8 @@ def _looping(counts: dict, over: str = "rows or columns") -> str | None:
 def shift_left_vectorised(fn):
     """shift_left must not loop over pixels: the number of tensor operations it makes must not grow
     with the image (a loop over columns makes one or two per column)."""
-    counts = {(28, 28): _operations(fn, torch.rand(28, 28), 3),
-              (3, 40, 56): _operations(fn, torch.rand(3, 40, 56), 5)}
+    counts = {(28, 28): observe(_operations, fn, torch.rand(28, 28), 3),
+              (3, 40, 56): observe(_operations, fn, torch.rand(3, 40, 56), 5)}
     if message := _looping(counts):
         fail(message)
     passed(f"shift_left: vectorised, {counts[3, 40, 56]} tensor operations whatever the size", 2)
@@ -716,7 +803,7 @@ def shift_left_vectorised_hidden(fn, seed):
               (size(2, 4), size(40, 64), size(40, 64)), (size(8, 16), size(2, 3), size(10, 30), size(30, 60))]
     counts = {}
     for shape in shapes:
-        counts[shape] = _operations(fn, rand(g, *shape), size(1, shape[-1] - 1))
+        counts[shape] = observe(_operations, fn, rand(g, *shape), size(1, shape[-1] - 1))
         if message := _looping(counts, over="rows, columns or the images of a batch"):
             fail(message)
     passed_hidden("shift_left: vectorised")

@@ -19,8 +19,6 @@ from ..reference import pixels as reference
 from ._core import (as_float, as_number, call, compare, fail, generator, mnist, not_hard_coded, passed, passed_hidden,
                     rand, randn, references_in_place)
 
-RUNS_IN_GRADER = True  # while graded, these checks run in the grader (``_remote``)
-
 __all__ = [
     "bottom_right_doubled", "bottom_right_doubled_hidden", "is_3", "is_3_hidden", "lesson_data", "mnist_distance",
     "mnist_distance_hidden", "numbers_grid", "numbers_grid_hidden", "validation_accuracy",

@@ -11,6 +11,12 @@ The training checks train on the 3s and 7s of the training split and measure acc
 and 7s of the test split. While nbgrader grades (``NBGRADER_EXECUTION``) they train on a subset
 of 1,000 images: a trained model still gets far above ``THRESHOLD``, an untrained one stays
 near chance.
+
+While graded, the checks run in the grader and the student's objects stay in their kernel (``_remote``): what
+must run beside them (a parameter stepped again and again, an optimiser, a model and its training, with the data
+built there) runs through ``observe``, which only reports what the student's code did; every verdict is reached
+here. A trained ``nn.Linear`` comes back as its ``state_dict`` and is measured in a model built here; a student's
+network stays there and is measured by its scores on the images sent to it.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from .. import env
 from ..reference import sgd as reference
 from ..reference.batching import TensorBatches
 from ._core import (Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist, not_hard_coded,
-                    params_vector, passed, passed_hidden, rand, randn, references_in_place, require_accuracy, seeded,
-                    train_then_check)
+                    observe, params_vector, passed, passed_hidden, rand, randn, references_in_place, require_accuracy,
+                    seeded, train_then_check)
 
 __all__ = [
     "apply_step", "apply_step_hidden", "basic_optim", "basic_optim_hidden", "batch_accuracy",
@@ -66,23 +72,43 @@ def _grad(params, time, speed):
     return p.grad
 
 
-def _check_apply_step(fn, time, speed, start, lr, steps, case):
+def _apply_step_run(fn, start, time, speed, lr, steps):
+    """``fn`` called ``steps`` times on one parameter tensor made from ``start``, as the lesson's loop does
+    (``observe``: in the kernel, where the tensor stays from call to call, its gradient too). After each call, the
+    parameters, whether they still require grad, and what it returned; or, at the first call that failed, its
+    message (judged in its turn, after the steps before it)."""
     params = start.clone().requires_grad_(True)
+    seen = []
+    for _ in range(steps):
+        try:
+            returned = call("apply_step", fn, params, time, speed, lr)
+        except AssertionError as error:
+            seen.append({"error": str(error)})
+            break
+        seen.append({"params": params.detach().clone(), "requires_grad": params.requires_grad,
+                     "returned": returned})
+    return seen
+
+
+def _check_apply_step(fn, time, speed, start, lr, steps, case):
+    with references_in_place(fn, f=reference.f, mse=reference.mse):
+        seen = observe(_apply_step_run, fn, start, time, speed, lr, steps)
+    before = start.clone()
     accumulated = torch.zeros_like(start)
     losses = []
     for k in range(steps):
-        before = params.detach().clone()
         grad = _grad(before, time, speed)
         expected_loss = float(reference.mse(reference.f(time, before), speed))
         expected = before - lr * grad
         accumulated = accumulated + grad
-        with references_in_place(fn, f=reference.f, mse=reference.mse):
-            returned = call("apply_step", fn, params, time, speed, lr)
         where = f"apply_step for {case}, step {k + 1}"
-        if not isinstance(params, torch.Tensor) or not params.requires_grad:
+        step = seen[k] if k < len(seen) else {"error": f"{where}: no result came back."}
+        if "error" in step:
+            fail(step["error"])
+        if not step["requires_grad"]:
             fail(f"{where}: params no longer requires grad. Change the values of the tensor you are "
                  f"given, and leave it a parameter that autograd tracks.")
-        after = params.detach()
+        after = step["params"]
         if close(after, before, rtol=0, atol=0):
             fail(f"{where}: params did not change. Update the tensor you were given in place "
                  f"(`params.data -= lr * params.grad.data`, or `params -= lr * params.grad` inside "
@@ -100,7 +126,7 @@ def _check_apply_step(fn, time, speed, start, lr, steps, case):
             if close(after, before - grad, atol=ATOL):
                 fail(f"{where}: the step is the whole gradient: multiply it by the learning rate lr.")
             fail(f"{where}: params should be {expected.tolist()}, got {after.tolist()}.")
-        loss = as_number("apply_step", returned, "the loss it returns")
+        loss = as_number("apply_step", step["returned"], "the loss it returns")
         if not math.isclose(loss, expected_loss, rel_tol=1e-4, abs_tol=1e-6):
             after_loss = float(reference.mse(reference.f(time, after), speed))
             if math.isclose(loss, after_loss, rel_tol=1e-4, abs_tol=1e-6):
@@ -108,6 +134,7 @@ def _check_apply_step(fn, time, speed, start, lr, steps, case):
                      f"computed before it ({expected_loss:.6g}), the one whose gradient was used.")
             fail(f"{where}: it returned {loss!r}; the mse loss before the step is {expected_loss:.6g}.")
         losses.append(loss)
+        before = after.clone()
     if not all(b < a for a, b in zip(losses, losses[1:])):
         fail(f"apply_step for {case}: the loss should fall at every step, got {losses}.")
     return losses
@@ -153,9 +180,25 @@ def _loss_mistakes(predictions, targets):
     ]
 
 
-def _check_mnist_loss(fn, predictions, targets, case):
+def _loss_outputs(fn, predictions, targets):
+    """``fn(predictions, targets)`` and, when autograd tracks it, the predictions' gradient of its sum (``observe``:
+    in the kernel, where the backward pass runs through the student's graph, a Function of their own included).
+    A backward pass that failed gives its message, judged in its turn."""
     predictions = predictions.detach().clone().requires_grad_(True)
-    got = as_tensor("mnist_loss", call("mnist_loss", fn, predictions, targets.clone()))
+    got = call("mnist_loss", fn, predictions, targets.clone())
+    seen = {"loss": got, "grad": None, "backward_error": None}
+    if isinstance(got, torch.Tensor) and got.requires_grad:
+        try:
+            call("mnist_loss(...).backward()", got.sum().backward)
+        except AssertionError as error:
+            seen["backward_error"] = str(error)
+        seen["grad"] = predictions.grad
+    return seen
+
+
+def _check_mnist_loss(fn, predictions, targets, case):
+    seen = observe(_loss_outputs, fn, predictions.detach().clone(), targets.clone())
+    got = as_tensor("mnist_loss", seen["loss"])
     expected = reference.mnist_loss(predictions.detach(), targets)
     if got.numel() != 1:
         fail(f"mnist_loss for {case}: it returned a tensor of shape {tuple(got.shape)}; the loss is "
@@ -165,10 +208,11 @@ def _check_mnist_loss(fn, predictions, targets, case):
         fail(f"mnist_loss for {case}: the loss does not depend on the predictions through autograd, so "
              f"backward() cannot train anything. Compute it with torch operations (no .item(), "
              f".detach() or torch.tensor(...) on the way).")
-    call("mnist_loss(...).backward()", got.sum().backward)  # a student's own autograd Function would run here
+    if seen["backward_error"]:
+        fail(seen["backward_error"])
     check = predictions.detach().clone().requires_grad_(True)
     reference.mnist_loss(check, targets).backward()
-    if predictions.grad is None or not close(predictions.grad, check.grad):
+    if not isinstance(seen["grad"], torch.Tensor) or not close(seen["grad"], check.grad):
         fail(f"mnist_loss for {case}: the value is right but its gradient is not: compute it from "
              f"predictions.sigmoid() with torch.where (or arithmetic), nothing detached.")
 
@@ -236,6 +280,12 @@ def _check_batch_accuracy(fn, xb, yb, case):
         fail(f"batch_accuracy for {case}: got {got:.4g}, expected {float(expected):.4g}.")
 
 
+def _as_tensor_of(fn, xb, yb):
+    """``fn(xb, yb)`` as a tensor, so that an answer returned as a Python number is compared too (``not_hard_coded``
+    compares tensors). A function of the module, so that it can run in the kernel, beside ``fn``."""
+    return torch.as_tensor(fn(xb, yb))
+
+
 def accuracy_example():
     xb = torch.tensor([[2.0], [-1.0], [0.3], [-0.2], [-4.0], [0.4], [3.0]])
     yb = torch.tensor([[1], [0], [1], [0], [1], [1], [1]])
@@ -246,8 +296,7 @@ def batch_accuracy(fn):
     xb, yb = accuracy_example()
     cases = [(xb, yb, "seven scores [2, -1, 0.3, -0.2, -4, 0.4, 3] with targets [1, 0, 1, 0, 1, 1, 1]"),
              (-xb[:5], yb[:5], "the first five scores with their signs flipped")]
-    # as tensors, so that an answer returned as a Python number is compared too (not_hard_coded compares tensors)
-    not_hard_coded("batch_accuracy", lambda x, y: torch.as_tensor(fn(x, y)), [(x, y) for x, y, _ in cases])
+    not_hard_coded("batch_accuracy", _as_tensor_of, [(fn, x, y) for x, y, _ in cases])
     for x, y, case in cases:
         _check_batch_accuracy(fn, x, y, case)
     passed("batch_accuracy", len(cases))
@@ -292,37 +341,60 @@ def _optim_loss(params, x):
     return (out.tanh() - 0.5).pow(2).sum()
 
 
-def _run_optim(cls, params0, inputs, lr, as_generator, case):
-    """Step ``cls`` and torch.optim.SGD side by side; fail at the first difference."""
+def _optim_steps(cls, params0, inputs, lr, as_generator):
+    """``cls`` built on copies of ``params0`` (given as a generator, as ``model.parameters()`` is, or as a list),
+    then for every input: backward, ``step()``, ``zero_grad()`` (``observe``: in the kernel, where the optimiser
+    changes the tensors it holds). For every step, the parameters before and after it and the gradients left by
+    zero_grad(); at the first call that failed, its message (judged in its turn, after what came before it)."""
     mine = [p.clone().requires_grad_(True) for p in params0]
-    ref = [p.clone().requires_grad_(True) for p in params0]
     given = (p for p in mine) if as_generator else list(mine)
     opt = call("BasicOptim", cls, given, lr)
+    seen = []
+    for x in inputs:
+        step = {"before": [p.detach().clone() for p in mine]}
+        seen.append(step)
+        _optim_loss(mine, x).backward()
+        try:
+            call("BasicOptim.step", opt.step)
+            step["after"] = [p.detach().clone() for p in mine]
+            call("BasicOptim.zero_grad", opt.zero_grad)
+        except AssertionError as error:
+            step["error"] = str(error)
+            break
+        step["grads"] = [None if p.grad is None else p.grad.detach().clone() for p in mine]
+    return seen
+
+
+def _run_optim(cls, params0, inputs, lr, as_generator, case):
+    """Step ``cls`` and torch.optim.SGD side by side; fail at the first difference."""
+    seen = observe(_optim_steps, cls, params0, inputs, lr, as_generator)
+    ref = [p.clone().requires_grad_(True) for p in params0]
     sgd = torch.optim.SGD(ref, lr=lr)
     for k, x in enumerate(inputs):
         where = f"BasicOptim for {case}, step {k + 1}"
-        _optim_loss(mine, x).backward()
+        step = seen[k] if k < len(seen) else {"error": f"{where}: no result came back."}
         _optim_loss(ref, x).backward()
         grads = [p.grad.clone() for p in ref]
-        before = [p.detach().clone() for p in mine]
-        call("BasicOptim.step", opt.step)
         sgd.step()
-        after = [p.detach() for p in mine]
+        if "after" not in step:
+            fail(step["error"])
+        before, after = step["before"], step["after"]
         if all(close(a, b, rtol=0, atol=0) for a, b in zip(after, before)):
             fail(f"{where}: step() did not change the parameters. It should do p -= lr * p.grad for "
                  f"every parameter, changing the tensors in place (p.data -= ..., or p -= ... inside "
                  f"torch.no_grad()).")
-        if not all(close(a, r.detach(), atol=ATOL) for a, r in zip(after, ref)):
+        if len(after) != len(ref) or not all(close(a, r.detach(), atol=ATOL) for a, r in zip(after, ref)):
             if all(close(a, b + lr * gr, atol=ATOL) for a, b, gr in zip(after, before, grads)):
                 fail(f"{where}: step() went uphill: subtract lr * p.grad, don't add it.")
             if all(close(a, b - gr, atol=ATOL) for a, b, gr in zip(after, before, grads)):
                 fail(f"{where}: step() ignores the learning rate: the step is lr * p.grad.")
             fail(f"{where}: after step() the parameters differ from torch.optim.SGD's "
                  f"(p -= lr * p.grad, with lr={lr}).")
-        call("BasicOptim.zero_grad", opt.zero_grad)
+        if "error" in step:
+            fail(step["error"])
         sgd.zero_grad()
-        for p in mine:
-            if p.grad is not None and bool((p.grad != 0).any()):
+        for grad in step["grads"]:
+            if grad is not None and bool((grad != 0).any()):
                 fail(f"{where}: after zero_grad() the gradients are still there. backward() adds to "
                      f"p.grad, so they would pile up from batch to batch: in zero_grad set p.grad = None "
                      f"(or call p.grad.zero_()) for every parameter.")
@@ -378,24 +450,44 @@ def training_data(graded=None, flip=False):
     them; a 1,000-image subset while graded) and the test split's. ``flip`` swaps the labels: 1 for a 7."""
     # the training images stay uint8 (TensorBatches scales each batch): no float copy beside the lesson's own
     x, y = _threes_and_sevens("train", scale=False)
-    vx, vy = _threes_and_sevens("test")
+    vx, vy = validation_data(flip)
     if graded if graded is not None else env.grading():
         keep = torch.randperm(len(x), generator=generator(2024))[:GRADING_SUBSET]
         x, y = x[keep], y[keep]
     if flip:
-        y, vy = 1 - y, 1 - vy
+        y = 1 - y
     return x, y, vx, vy
 
 
-def _scores(name, model, x):
-    """The model's scores for the images ``x``, without recording gradients."""
+def validation_data(flip=False):
+    """(valid_x, valid_y): the test split's 3s and 7s, what a trained model is measured on (here, while graded:
+    the kernel trains on its own copy of ``training_data``)."""
+    vx, vy = _threes_and_sevens("test")
+    return (vx, 1 - vy) if flip else (vx, vy)
+
+
+def _loaders(graded, flip, batch_size, seed):
+    """``train_dl`` (shuffled, in an order ``seed`` fixes) and ``valid_dl``, built where they are used: in the
+    kernel while graded (a loader cannot cross the boundary)."""
+    x, y, vx, vy = training_data(graded=graded, flip=flip)
+    return TensorBatches(x, y, batch_size, shuffle=True, generator=generator(seed)), TensorBatches(vx, vy, 256)
+
+
+def _forward(name, model, x):
+    """The model's scores for the images ``x``, without recording gradients (``observe``, for a student's model:
+    in the kernel, beside it)."""
     with torch.no_grad():
         return call(name, model, x)
 
 
+def _scores(name, model, x):
+    """A student's model's scores for the images ``x``, sent from here."""
+    return observe(_forward, name, model, x)
+
+
 def accuracy(model, x, y, name="the trained model") -> float:
-    """The fraction of images classified right: a score above 0 means label 1."""
-    return float(((_scores(name, model, x) > 0).long() == y).float().mean())
+    """The fraction of images a model built here classifies right: a score above 0 means label 1."""
+    return float(((_forward(name, model, x) > 0).long() == y).float().mean())
 
 
 # ---------------------------------------------------------------- train_model: the mechanics
@@ -431,14 +523,20 @@ def _simulate(weight, bias, batches, lr, epochs, *, zero=True, first_only=False)
     return params_vector(model)
 
 
+def _train_tiny(fn, weight, bias, make_opt, lr, train_dl, valid_dl, epochs):
+    """``fn`` trains ``_linear(weight, bias)`` with ``make_opt(its parameters, lr)`` (``observe``: in the kernel,
+    where the model and its optimiser live): its parameters afterwards, and what it returned."""
+    model = _linear(weight, bias)
+    accuracies = call("train_model", fn, model, make_opt(model.parameters(), lr), train_dl, valid_dl, epochs)
+    return {"params": params_vector(model), "accuracies": accuracies}
+
+
 def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
     train_dl, valid_dl, weight, bias = _tiny_problem(seed, dtype)
-    model = _linear(weight, bias)
-    opt = make_opt(model.parameters(), lr)
     with references_in_place(fn, **REFERENCES):
-        accuracies = call("train_model", fn, model, opt, train_dl, valid_dl, epochs)
+        seen = observe(_train_tiny, fn, weight, bias, make_opt, lr, train_dl, valid_dl, epochs)
     where = f"train_model for {case}"
-    got = params_vector(model)
+    got, accuracies = seen["params"], seen["accuracies"]
     if not close(got, _simulate(weight, bias, train_dl, lr, epochs), atol=ATOL):
         start = params_vector(_linear(weight, bias))
         if close(got, start, rtol=0, atol=0):
@@ -464,6 +562,7 @@ def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
     if len(accuracies) != epochs:
         fail(f"{where}: it returned {len(accuracies)} accuracies for {epochs} epochs: append "
              f"validate_epoch(model, valid_dl) once after every epoch.")
+    model = _linear(got[:-1].reshape(weight.shape), got[-1:])  # the trained parameters, in a model built here
     final = reference.validate_epoch(model, valid_dl)
     overall = accuracy(model, torch.cat([xb for xb, _ in valid_dl]), torch.cat([yb for _, yb in valid_dl]))
     if min(abs(accuracies[-1] - final), abs(accuracies[-1] - overall)) > 0.01:  # batch mean, or over all
@@ -484,15 +583,30 @@ def _not_trained(what, case, epochs, advice):
     return message
 
 
+def _train_linear(fn, seed, make_opt, flip, batch_size, graded):
+    """``fn`` trains nn.Linear(28 * 28, 1), built with torch's random state set to ``seed``, on the 3s and 7s
+    (``observe``: in the kernel, with the data built there): the trained model's ``state_dict``."""
+    train_dl, valid_dl = _loaders(graded, flip, batch_size, seed)
+
+    def train():
+        model = nn.Linear(28 * 28, 1)
+        call("train_model", fn, model, make_opt(model.parameters(), LINEAR_LR), train_dl, valid_dl, LINEAR_EPOCHS)
+        return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    return seeded(seed, train)
+
+
 def _check_linear(fn, seed, make_opt, flip, case, batch_size=BATCH_SIZE):
-    x, y, vx, vy = training_data(flip=flip)
-    train_dl = TensorBatches(x, y, batch_size, shuffle=True, generator=generator(seed))
-    valid_dl = TensorBatches(vx, vy, 256)
+    vx, vy = validation_data(flip)
 
     def train(model):
         with references_in_place(fn, **REFERENCES):
-            return call("train_model", fn, model, make_opt(model.parameters(), LINEAR_LR), train_dl, valid_dl,
-                        LINEAR_EPOCHS)
+            state = observe(_train_linear, fn, seed, make_opt, flip, batch_size, env.grading())
+        try:  # into the model built here (as the kernel built its own), and measured here
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, ValueError, AttributeError, KeyError):
+            fail(f"train_model for {case}: after training, the model no longer has the parameters of "
+                 f"nn.Linear(28 * 28, 1) (a (1, 784) weight and a (1,) bias): change their values only.")
 
     train_then_check(seed=seed, make_model=lambda: nn.Linear(28 * 28, 1), train=train,
                      accuracy=lambda model: accuracy(model, vx, vy), threshold=THRESHOLD,
@@ -509,7 +623,7 @@ def linear_model(fn):
 
 def linear_model_hidden(fn, seed):
     g = generator(seed)
-    sgd = lambda params, lr: torch.optim.SGD(params, lr=lr)  # noqa: E731
+    sgd = torch.optim.SGD  # SGD(params, lr), as BasicOptim: a class of torch, so that it crosses to the kernel
     _check_mechanics(fn, int(torch.randint(0, 10**6, (1,), generator=g)), torch.float64, 3, 0.3, sgd,
                      "a tiny float64 linear model and torch.optim.SGD, 3 epochs")
     _check_linear(fn, int(torch.randint(0, 10**6, (1,), generator=g)), sgd, True,
@@ -532,16 +646,30 @@ def _is_linear(model, x) -> bool:
     return float((mid - avg).abs().max()) <= 1e-5 * scale
 
 
+def _train_net(fn, seed, flip, graded):
+    """``fn`` builds and trains its network on the 3s and 7s, with torch's random state set to ``seed``
+    (``observe``: in the kernel, with the data built there; the network stays there): what it returned, and
+    whether its model is an nn.Module."""
+    train_dl, valid_dl = _loaders(graded, flip, BATCH_SIZE, seed)
+    result = seeded(seed, lambda: call("train_simple_net", fn, train_dl, valid_dl, NET_EPOCHS))
+    pair = isinstance(result, (tuple, list)) and len(result) == 2
+    return {"result": result, "module": pair and isinstance(result[0], nn.Module)}
+
+
+def _weight_matrices(model) -> int:
+    """How many of the network's parameters are matrices (``observe``: in the kernel, beside it)."""
+    return sum(p.dim() >= 2 for p in model.parameters())
+
+
 def _check_net(fn, seed, flip, case):
-    x, y, vx, vy = training_data(flip=flip)
-    train_dl = TensorBatches(x, y, BATCH_SIZE, shuffle=True, generator=generator(seed))
-    valid_dl = TensorBatches(vx, vy, 256)
+    vx, vy = validation_data(flip)
     with references_in_place(fn, **REFERENCES, train_epoch=reference.train_epoch, train_model=reference.train_model):
-        result = seeded(seed, lambda: call("train_simple_net", fn, train_dl, valid_dl, NET_EPOCHS))
+        seen = observe(_train_net, fn, seed, flip, env.grading())
+    result = seen["result"]
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"train_simple_net should return the pair (model, accuracies), got {type(result).__name__}.")
     model, accuracies = result
-    if not isinstance(model, nn.Module):
+    if not seen["module"]:
         fail(f"train_simple_net should return an nn.Module, such as nn.Sequential(...), as its model, "
              f"not a {type(model).__name__}.")
     wrong_length = (f"train_simple_net(train_dl, valid_dl, {NET_EPOCHS}) should return the {NET_EPOCHS} "
@@ -553,7 +681,7 @@ def _check_net(fn, seed, flip, case):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         fail(f"the network should give one score per image: shape (5, 1) for 5 images, got {shape}. "
              f"Its last layer is nn.Linear(..., 1).")
-    matrices = sum(p.dim() >= 2 for p in model.parameters())
+    matrices = observe(_weight_matrices, model)
     if matrices < 2:
         fail(f"the network has {matrices} weight matrix; it needs two linear layers, "
              f"nn.Linear(28 * 28, 30) and nn.Linear(30, 1), with a nonlinearity between them.")
@@ -561,6 +689,8 @@ def _check_net(fn, seed, flip, case):
         fail("the network is a linear function of its input: two linear layers in a row are just one "
              "linear layer. Put a nonlinearity, nn.ReLU(), between them.")
     scores = _scores("the network", model, vx)
+    if not isinstance(scores, torch.Tensor) or scores.shape != vy.shape:  # the scores judged are one per image
+        fail(f"the network should give one score per image: shape ({len(vx)}, 1) for {len(vx)} images.")
     if not bool(torch.isfinite(scores).all()):
         fail(f"train_simple_net for {case}: training diverged (the scores became inf or nan): the "
              f"learning rate is far too large.")

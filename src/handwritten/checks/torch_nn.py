@@ -6,11 +6,16 @@ The oracle is PyTorch, through the course's answers in ``handwritten.reference.t
 versions of the earlier ones in place (``fit`` runs with the reference ``loss_batch``), so one mistake costs one
 exercise's points. Every call into the student's code goes through ``_core.call``, which also captures what it
 prints: a progress bar or a warning printed inside a test cell would zero it under nbgrader.
+
+While graded, the checks run in the grader and the student's objects stay in their kernel: what the student's code
+must be given (a model, an optimiser, loaders, datasets) is built there by ``observe`` from a seed, the same as the
+copy the check builds here, and what it did comes back as data (outputs, gradients, parameters, trained weights),
+judged here against the references.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import math
 
 import torch
@@ -21,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import env
 from ..reference import torch_nn as reference
 from ..reference.torch_nn import HISTORY_KEYS
-from ._core import (Probe, as_number, call, close, compare, fail, generator, mnist, not_hard_coded, params_vector,
-                    passed, passed_hidden, randn, references_in_place, seeded, train_then_check)
+from ._core import (Probe, as_number, call, close, compare, fail, generator, mnist, not_hard_coded, observe,
+                    params_vector, passed, passed_hidden, randn, references_in_place, seeded, train_then_check)
 
 __all__ = [
     "THRESHOLD", "accuracy", "accuracy_hidden", "fit", "fit_hidden", "get_data", "get_data_hidden", "log_softmax",
@@ -55,10 +60,20 @@ ACCURACY_HINT = ("the prediction for each image is the index of its largest scor
                  "dim=1. Compare it with yb and average (.float().mean()).")
 
 
+def _log_softmax_outputs(fn, x, weights):
+    """``fn(x)``, and the gradient with respect to ``x`` of ``(fn(x) * weights).sum()`` when the output can have one
+    (``observe``: autograd's graph stays beside the student's code)."""
+    x = x.clone().requires_grad_(True)
+    got = call("log_softmax", fn, x, hint=LOG_SOFTMAX_HINT)
+    if isinstance(got, torch.Tensor) and got.requires_grad and got.shape == x.shape:
+        (got * weights).sum().backward()
+    return got, x.grad
+
+
 def _check_log_softmax(fn, x, case):
     expected = reference.log_softmax(x)
-    x_in = x.clone().requires_grad_(True)
-    got = call("log_softmax", fn, x_in, hint=LOG_SOFTMAX_HINT)
+    weights = randn(generator(7), *x.shape, dtype=x.dtype)
+    got, grad = observe(_log_softmax_outputs, fn, x, weights)
     mistakes = [("it normalises over the batch (dim 0): exp of every *column* sums to 1. A row holds one "
                  "image's scores for the classes; normalise along the last dimension (dim=-1).",
                  F.log_softmax(x, dim=0) if x.dim() > 1 else None),
@@ -82,11 +97,9 @@ def _check_log_softmax(fn, x, case):
         fail(f"log_softmax for {case}: the output is not connected to the input through autograd. "
              f"Compute it with torch operations on x (no torch.tensor(...) of the values, no .detach()), "
              f"or the model cannot learn.")
-    weights = randn(generator(7), *x.shape, dtype=x.dtype)
-    (got * weights).sum().backward()
     x_ref = x.clone().requires_grad_(True)
     (reference.log_softmax(x_ref) * weights).sum().backward()
-    if x_in.grad is None or not close(x_in.grad, x_ref.grad, rtol=1e-3, atol=1e-4):
+    if grad is None or not close(grad, x_ref.grad, rtol=1e-3, atol=1e-4):
         fail(f"log_softmax for {case}: the values are right but the gradient is not. Did you detach "
              f"part of the computation?")
 
@@ -120,11 +133,20 @@ def log_softmax_hidden(fn, seed):
 # ---------------------------------------------------------------- nll
 
 
+def _nll_outputs(fn, input, target):
+    """``fn(input, target)``, and the gradient of the loss with respect to ``input`` when it can have one
+    (``observe``: autograd's graph stays beside the student's code)."""
+    input = input.clone().requires_grad_(True)
+    got = call("nll", fn, input, target.clone(), hint=NLL_HINT)
+    if isinstance(got, torch.Tensor) and got.requires_grad and got.numel() == 1:
+        got.sum().backward()
+    return got, input.grad
+
+
 def _check_nll(fn, input, target, case):
     expected = reference.nll(input, target)
     n = len(target)
-    inp = input.clone().requires_grad_(True)
-    got = call("nll", fn, inp, target.clone(), hint=NLL_HINT)
+    got, grad = observe(_nll_outputs, fn, input, target)
     if isinstance(got, torch.Tensor) and got.numel() > 1:
         hint = ""
         if tuple(got.shape) == (n, n):
@@ -148,10 +170,9 @@ def _check_nll(fn, input, target, case):
     if not got.requires_grad:
         fail(f"nll for {case}: the loss is not connected to the input through autograd (no .item(), "
              f"no .detach(), no torch.tensor(...) of the values).")
-    got.sum().backward()
     ref_in = input.clone().requires_grad_(True)
     reference.nll(ref_in, target).backward()
-    if inp.grad is None or not close(inp.grad, ref_in.grad):
+    if grad is None or not close(grad, ref_in.grad):
         fail(f"nll for {case}: the value is right but the gradient is not.")
 
 
@@ -243,55 +264,85 @@ def accuracy_hidden(fn, seed):
 # ---------------------------------------------------------------- loss_batch
 
 
-def _small_problem(seed, n_in=6, n_classes=3, n=40, hidden=0, dtype=torch.float32):
+def _small_model(seed, n_in=6, n_classes=3, hidden=0, dtype=torch.float32):
+    """A linear model (or two layers, with ``hidden`` units) built with the random state set to ``seed``: the same
+    model in the student's kernel (built there by ``observe``) as here."""
     def make():
         if hidden:
             return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
         return nn.Linear(n_in, n_classes)
 
+    return seeded(seed, make).to(dtype)
+
+
+def _small_problem(seed, n_in=6, n_classes=3, n=40, hidden=0, dtype=torch.float32):
     g = generator(seed)
-    model = seeded(seed, make).to(dtype)
     x = randn(g, n, n_in, dtype=dtype)
     y = _targets(g, n, n_classes)
-    return model, x, y
+    return functools.partial(_small_model, seed, n_in, n_classes, hidden, dtype), x, y
+
+
+# What a check may build in the student's kernel with ``observe`` (and, from the same arguments, here), or read
+# there: these only report, the check judges.
+
+def _optimiser(make_opt, model):
+    """``make_opt`` (an optimiser class with its settings, a ``functools.partial``) over ``model``'s parameters."""
+    return make_opt(model.parameters())
+
+
+def _parameters(model) -> torch.Tensor:
+    return params_vector(model)
+
+
+def _gradients(model) -> list:
+    """The parameters' gradients (None where there is none), which are then cleared."""
+    grads = [p.grad for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return grads
 
 
 LOSS_ONLY_HINT = ("with opt=None, only compute the loss: no backward() and no step (validation calls loss_batch "
                   "under torch.no_grad()).")
 
 
-def _check_loss_batch(fn, model, loss_func, batches, make_opt, case):
+def _validation_batch(fn, model, loss_func, xb, yb):
+    """``loss_batch`` without an optimiser, under ``torch.no_grad()`` as in validation (where a backward() raises
+    "does not require grad": the hint, not the toolbox's advice for that error, says why)."""
     name = "loss_batch"
-    # 1. without an optimiser: only the loss, under torch.no_grad() as in validation (where a backward() raises
-    # "does not require grad": the hint, not the toolbox's advice for that error, says why)
-    before = params_vector(model)
+    with torch.no_grad():
+        return call(name, fn, model, loss_func, xb, yb,
+                    explain=lambda e: f"{name} raised {type(e).__name__}: {e}\nHint: {LOSS_ONLY_HINT}")
+
+
+def _check_loss_batch(fn, make_model, loss_func, batches, make_opt, case):
+    """``make_model`` and ``make_opt`` (``functools.partial``s) build the student's model and optimiser in the kernel
+    and the reference's here, from the same seed; the loss, the parameters and the gradients come back as data."""
+    name = "loss_batch"
+    model, stepped = observe(make_model), make_model()
+    # 1. without an optimiser: only the loss, under torch.no_grad() as in validation
+    before = observe(_parameters, model)
     xb, yb = batches[0]
+    loss, count = _loss_and_count(observe(_validation_batch, fn, model, loss_func, xb, yb), case)
     with torch.no_grad():
-        result = call(name, fn, model, loss_func, xb, yb,
-                      explain=lambda e: f"{name} raised {type(e).__name__}: {e}\nHint: {LOSS_ONLY_HINT}")
-    loss, count = _loss_and_count(result, case)
-    with torch.no_grad():
-        expected = loss_func(model(xb), yb).item()
+        expected = loss_func(stepped(xb), yb).item()
     if not math.isclose(loss, expected, rel_tol=1e-5, abs_tol=1e-6):
         fail(f"{name} for {case}, without an optimiser: returned loss {loss:.6g}, but "
              f"loss_func(model(xb), yb) is {expected:.6g}. Use the loss_func you are given.")
     if count != len(xb):
         fail(f"{name} for {case}: the second value should be the batch size len(xb) = {len(xb)}, got {count}.")
-    if not close(params_vector(model), before, 0, 0):
+    if not close(observe(_parameters, model), before, 0, 0):
         fail(f"{name} for {case}: without an optimiser (opt=None) the parameters changed. "
              f"Only a training batch, with an optimiser, takes a step.")
     # 2. without an optimiser but with gradients on: no backward either
     call(name, fn, model, loss_func, xb, yb)
-    if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()):
+    if any(g is not None and bool(g.abs().sum() > 0) for g in observe(_gradients, model)):
         fail(f"{name} for {case}: with opt=None it computed gradients. Call backward(), step() and "
              f"zero_grad() only when an optimiser is given.")
-    model.zero_grad(set_to_none=True)
     # 3. with an optimiser, twice: compare with the reference, step by step
-    stepped = copy.deepcopy(model)
-    ref_opt = make_opt(stepped)
-    opt = make_opt(model)
-    accumulating = copy.deepcopy(model)
-    acc_opt = make_opt(accumulating)
+    ref_opt = make_opt(stepped.parameters())
+    opt = observe(_optimiser, make_opt, model)
+    accumulating = make_model()
+    acc_opt = make_opt(accumulating.parameters())
     for k, (xb, yb) in enumerate(batches, start=1):
         with torch.no_grad():
             expected_loss = loss_func(stepped(xb), yb).item()
@@ -306,7 +357,7 @@ def _check_loss_batch(fn, model, loss_func, batches, make_opt, case):
                  f"{expected_loss:.6g}: the loss of this batch before the step, from the loss_func you are given.")
         if count != len(xb):
             fail(f"{name} for {case}: the second value should be the batch size len(xb) = {len(xb)}, got {count}.")
-        now = params_vector(model)
+        now = observe(_parameters, model)
         if close(now, params_vector(stepped), 1e-5, 1e-6):
             continue
         if k > 1 and close(now, params_vector(accumulating), 1e-5, 1e-6):
@@ -331,25 +382,22 @@ def _loss_and_count(result, case):
 
 
 def loss_batch(fn):
-    model, x, y = _small_problem(1)
+    make_model, x, y = _small_problem(1)
     batches = [(x[:16], y[:16]), (x[16:32], y[16:32])]
-    _check_loss_batch(fn, model, F.cross_entropy, batches,
-                      lambda m: optim.SGD(m.parameters(), lr=0.5), "nn.Linear(6, 3), SGD and two batches of 16")
+    _check_loss_batch(fn, make_model, F.cross_entropy, batches, functools.partial(optim.SGD, lr=0.5),
+                      "nn.Linear(6, 3), SGD and two batches of 16")
     passed("loss_batch", 3)
 
 
 def loss_batch_hidden(fn, seed):
-    def smoothed(out, y):
-        return F.cross_entropy(out, y, label_smoothing=0.1)
-
-    model, x, y = _small_problem(seed, n_in=5, n_classes=4, n=50, hidden=8)
+    smoothed = functools.partial(F.cross_entropy, label_smoothing=0.1)   # a partial of torch's crosses to the kernel
+    make_model, x, y = _small_problem(seed, n_in=5, n_classes=4, n=50, hidden=8)
     batches = [(x[:20], y[:20]), (x[20:40], y[20:40]), (x[40:], y[40:])]
-    _check_loss_batch(fn, model, smoothed, batches,
-                      lambda m: optim.SGD(m.parameters(), lr=0.3, momentum=0.9),
+    _check_loss_batch(fn, make_model, smoothed, batches, functools.partial(optim.SGD, lr=0.3, momentum=0.9),
                       "a two-layer model, SGD with momentum, a label-smoothing loss and batches of 20, 20, 10")
-    model, x, y = _small_problem(seed + 1, n_in=4, n_classes=3, n=24, dtype=torch.float64)
-    _check_loss_batch(fn, model, F.cross_entropy, [(x[:12], y[:12]), (x[12:], y[12:])],
-                      lambda m: optim.Adam(m.parameters(), lr=0.05), "a float64 model and Adam")
+    make_model, x, y = _small_problem(seed + 1, n_in=4, n_classes=3, n=24, dtype=torch.float64)
+    _check_loss_batch(fn, make_model, F.cross_entropy, [(x[:12], y[:12]), (x[12:], y[12:])],
+                      functools.partial(optim.Adam, lr=0.05), "a float64 model and Adam")
     passed_hidden("loss_batch")
 
 
@@ -424,21 +472,24 @@ def _unweighted_fit(epochs, model, loss_func, opt, train_dl, valid_dl):
 
 def _check_fit_trajectory(fn, epochs, make_model, make_opt, loss_func, loaders, case):
     """The student's fit and the reference fit, from the same start: same parameters after, same
-    history."""
-    train_dl, valid_dl = loaders
-    model = make_model()
-    fitted, unweighted = copy.deepcopy(model), copy.deepcopy(model)
-    history = _history(_run_fit(fn, epochs, model, loss_func, make_opt(model), train_dl, valid_dl), epochs, case)
-    expected = reference.fit(epochs, fitted, loss_func, make_opt(fitted), train_dl, valid_dl)
-    plain = _unweighted_fit(epochs, unweighted, loss_func, make_opt(unweighted), train_dl, valid_dl)
-    if not close(params_vector(model), params_vector(fitted), 1e-4, 1e-5):
+    history. ``make_model``, ``make_opt`` and ``loaders`` (``functools.partial``s) build the student's in the kernel
+    and the reference's here."""
+    train_dl, valid_dl = loaders()
+    model = observe(make_model)
+    opt = observe(_optimiser, make_opt, model)
+    history = _history(_run_fit(fn, epochs, model, loss_func, opt, *observe(loaders)), epochs, case)
+    trained = observe(_parameters, model)
+    fitted, unweighted = make_model(), make_model()
+    expected = reference.fit(epochs, fitted, loss_func, make_opt(fitted.parameters()), train_dl, valid_dl)
+    plain = _unweighted_fit(epochs, unweighted, loss_func, make_opt(unweighted.parameters()), train_dl, valid_dl)
+    if not close(trained, params_vector(fitted), 1e-4, 1e-5):
         # the same training, plus steps on the validation batches?
-        leaky = copy.deepcopy(make_model())
-        leaky_opt = make_opt(leaky)
+        leaky = make_model()
+        leaky_opt = make_opt(leaky.parameters())
         for _ in range(epochs):
             for xb, yb in list(train_dl) + list(valid_dl):
                 reference.loss_batch(leaky, loss_func, xb, yb, leaky_opt)
-        if close(params_vector(model), params_vector(leaky), 1e-4, 1e-5):
+        if close(trained, params_vector(leaky), 1e-4, 1e-5):
             fail(f"fit for {case}: the model also trained on the validation batches. Call loss_batch "
                  f"without the optimiser for validation: loss_batch(model, loss_func, xb, yb).")
         fail(f"fit for {case}: after fit the parameters are not those of {epochs} epochs of "
@@ -446,31 +497,54 @@ def _check_fit_trajectory(fn, epochs, make_model, make_opt, loss_func, loaders, 
     _compare_history(history, expected, case, plain)
 
 
+def _dropout_net():
+    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+
+
+def _probed_fit(fn, epochs, seed, train_dl, valid_dl):
+    """The student's fit on a model with dropout, watched by a ``Probe``, with the random state set to ``seed``: what
+    fit returned, the input's batch size and the mode of every forward pass, and the trained weights (``observe``:
+    the model is trained beside the student's code, its loss measured here)."""
+    def run():
+        probe = Probe(_dropout_net())
+        return probe, _run_fit(fn, epochs, probe, F.cross_entropy, optim.SGD(probe.parameters(), lr=0.2),
+                               train_dl, valid_dl)
+
+    probe, history = seeded(seed, run)
+    return {"history": history, "calls": [(c.shape[0], c.training) for c in probe.calls],
+            "state": dict(probe.net.state_dict())}
+
+
+def _load(model, state, what):
+    """``model`` with the weights ``state`` the student's kernel reported; a failed check if they do not fit it."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError, KeyError):
+        fail(f"{what}: the model's parameters no longer fit its layers. Train the model you are given, in place, "
+             f"without changing its layers.")
+    return model
+
+
 def _check_fit_modes(fn, epochs, case, seed):
     """A model with dropout: training must run in train mode and validation in eval mode, and the
     reported validation loss must be the eval-mode loss."""
     bs, vbs = 8, 16
-    train_dl, valid_dl = _loaders(seed, 40, 36, bs, vbs)
-
-    def run():
-        probe = Probe(nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3)))
-        return probe, _run_fit(fn, epochs, probe, F.cross_entropy, optim.SGD(probe.parameters(), lr=0.2),
-                               train_dl, valid_dl)
-
-    probe, result = seeded(seed, run)
-    history = _history(result, epochs, case)
+    loaders = functools.partial(_loaders, seed, 40, 36, bs, vbs)
+    train_dl, valid_dl = loaders()
+    seen = observe(_probed_fit, fn, epochs, seed, *observe(loaders))
+    history = _history(seen["history"], epochs, case)
     train_sizes = [len(xb) for xb, _ in train_dl]
-    valid_modes = [c.training for c in probe.calls if c.shape[0] not in train_sizes]
-    train_modes = [c.training for c in probe.calls if c.shape[0] in train_sizes]
+    valid_modes = [training for size, training in seen["calls"] if size not in train_sizes]
+    train_modes = [training for size, training in seen["calls"] if size in train_sizes]
     if any(valid_modes):
         fail(f"fit for {case} (a model with dropout): the validation batches ran in training mode, so "
              f"dropout was still switching units off. Call model.eval() before the validation loop.")
     if not all(train_modes):
         fail(f"fit for {case} (a model with dropout): after the first epoch, training ran in eval mode. "
              f"Call model.train() at the start of every epoch's training, not once before the loop.")
-    probe.eval()
+    net = _load(_dropout_net(), seen["state"], f"fit for {case}").eval()
     with torch.no_grad():
-        losses = [(float(F.cross_entropy(probe(xb), yb)), len(xb)) for xb, yb in valid_dl]
+        losses = [(float(F.cross_entropy(net(xb), yb)), len(xb)) for xb, yb in valid_dl]
     expected = sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
     if not math.isclose(history[-1]["valid_loss"], expected, rel_tol=1e-4, abs_tol=1e-6):
         fail(f"fit for {case} (a model with dropout): the last valid_loss is {history[-1]['valid_loss']:.6g}, "
@@ -478,28 +552,22 @@ def _check_fit_modes(fn, epochs, case, seed):
              f"model.eval() before validating?")
 
 
-def _linear(seed, n_in=6, n_classes=3, dtype=torch.float32):
-    return lambda: seeded(seed, lambda: nn.Linear(n_in, n_classes).to(dtype))
-
-
 def fit(fn):
-    loaders = _loaders(2, 44, 30, 8, 16)   # 5 batches of 8 and one of 4; validation: 16 and 14
-    _check_fit_trajectory(fn, 3, _linear(2), lambda m: optim.SGD(m.parameters(), lr=0.3), F.cross_entropy,
-                          loaders, "nn.Linear(6, 3), 3 epochs")
+    loaders = functools.partial(_loaders, 2, 44, 30, 8, 16)   # 5 batches of 8 and one of 4; validation: 16 and 14
+    _check_fit_trajectory(fn, 3, functools.partial(_small_model, 2), functools.partial(optim.SGD, lr=0.3),
+                          F.cross_entropy, loaders, "nn.Linear(6, 3), 3 epochs")
     _check_fit_modes(fn, 2, "2 epochs", seed=4)
     passed("fit", 2)
 
 
 def fit_hidden(fn, seed):
-    def smoothed(out, y):
-        return F.cross_entropy(out, y, label_smoothing=0.05)
-
-    loaders = _loaders(seed, 50, 23, 10, 20, n_in=5, n_classes=4)
-    _check_fit_trajectory(fn, 1, _linear(seed, 5, 4), lambda m: optim.SGD(m.parameters(), lr=0.2), smoothed,
-                          loaders, "one epoch and a label-smoothing loss")
-    loaders = _loaders(seed + 1, 30, 17, 7, 14, dtype=torch.float64)
-    _check_fit_trajectory(fn, 2, _linear(seed + 1, dtype=torch.float64),
-                          lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9), F.cross_entropy,
+    smoothed = functools.partial(F.cross_entropy, label_smoothing=0.05)   # a partial of torch's crosses to the kernel
+    loaders = functools.partial(_loaders, seed, 50, 23, 10, 20, n_in=5, n_classes=4)
+    _check_fit_trajectory(fn, 1, functools.partial(_small_model, seed, 5, 4), functools.partial(optim.SGD, lr=0.2),
+                          smoothed, loaders, "one epoch and a label-smoothing loss")
+    loaders = functools.partial(_loaders, seed + 1, 30, 17, 7, 14, dtype=torch.float64)
+    _check_fit_trajectory(fn, 2, functools.partial(_small_model, seed + 1, dtype=torch.float64),
+                          functools.partial(optim.SGD, lr=0.1, momentum=0.9), F.cross_entropy,
                           loaders, "float64, SGD with momentum, 2 epochs")
     _check_fit_modes(fn, 3, "3 epochs", seed=seed + 2)
     passed_hidden("fit")
@@ -522,7 +590,10 @@ def _order(loader, name, case):
     return labels, sizes
 
 
-def _check_get_data(fn, n_train, n_valid, bs, case):
+def _loader_orders(fn, n_train, n_valid, bs, case):
+    """``get_data`` on datasets whose labels are the images' indices, with the random state set: the training
+    loader's labels in two epochs and its batch sizes, the validation loader's labels and batch sizes
+    (``observe``: the loaders stay beside the student's code, the orders are judged here)."""
     train_ds = TensorDataset(torch.arange(n_train, dtype=torch.float32)[:, None], torch.arange(n_train))
     valid_ds = TensorDataset(torch.arange(n_valid, dtype=torch.float32)[:, None], torch.arange(n_valid))
 
@@ -537,7 +608,11 @@ def _check_get_data(fn, n_train, n_valid, bs, case):
         valid, valid_sizes = _order(valid_dl, "validation", case)
         return first, train_sizes, second, valid, valid_sizes
 
-    first, train_sizes, second, valid, valid_sizes = seeded(n_train + bs, run)
+    return seeded(n_train + bs, run)
+
+
+def _check_get_data(fn, n_train, n_valid, bs, case):
+    first, train_sizes, second, valid, valid_sizes = observe(_loader_orders, fn, n_train, n_valid, bs, case)
     if sorted(first) == list(range(n_valid)) and sorted(valid) == list(range(n_train)):
         fail(f"get_data for {case}: the loaders are swapped: return (train_dl, valid_dl), in that order.")
     if sorted(first) != list(range(n_train)):
@@ -610,13 +685,33 @@ TRAIN_MODEL_HINT = ("train_model(model, train_ds, valid_ds, epochs, bs, lr): the
                     "over model.parameters(), then fit.")
 
 
-def _check_trained(fn, make_model, n_train, epochs, bs, lr, seed, case):
+def _trained_weights(fn, make_model, n_train, epochs, bs, lr, seed):
+    """The student's ``train_model`` on ``make_model()``, with the reference helpers in place and the random state
+    set to ``seed`` from the model's construction on (as ``train_and_measure`` sets it): what train_model returned
+    and the trained weights (``observe``: the model trains beside the student's code, it is measured here)."""
     train_ds, valid_ds = _mnist_datasets(n_train)
 
-    def train(model):
+    def run():
+        model = make_model()
+        model.train()
         with references_in_place(fn, get_data=reference.get_data, fit=reference.fit, loss_batch=reference.loss_batch,
                                  accuracy=reference.accuracy, log_softmax=reference.log_softmax, nll=reference.nll):
-            return call("train_model", fn, model, train_ds, valid_ds, epochs, bs, lr, hint=TRAIN_MODEL_HINT)
+            history = call("train_model", fn, model, train_ds, valid_ds, epochs, bs, lr, hint=TRAIN_MODEL_HINT)
+        return {"history": history, "state": dict(model.state_dict())}
+
+    return seeded(seed, run)
+
+
+def _check_trained(fn, make_model, n_train, epochs, bs, lr, seed, case):
+    """``make_model`` (a function of this module, so that it can be named to the kernel) builds the same model, from
+    the same seed, in the kernel, where the student's code trains it, and here, where it gets the trained weights and
+    its validation accuracy is measured."""
+    valid_ds = TensorDataset(*mnist("test", stop=VALID_IMAGES, shape=(784,)))
+
+    def train(model):
+        seen = observe(_trained_weights, fn, make_model, n_train, epochs, bs, lr, seed)
+        _load(model, seen["state"], f"train_model for {case}")
+        return seen["history"]
 
     run = train_then_check(
         seed=seed, make_model=make_model, train=train, accuracy=lambda model: _valid_accuracy(model, valid_ds),
@@ -648,9 +743,10 @@ def trained_model(fn):
     passed("train_model", 1)
 
 
-def trained_model_hidden(fn, seed):
-    def mlp():
-        return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10))
+def _mlp():
+    return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10))
 
-    _check_trained(fn, mlp, 2000, 2, 32, 0.2, seed=seed, case="a small MLP with dropout, bs = 32, lr = 0.2")
+
+def trained_model_hidden(fn, seed):
+    _check_trained(fn, _mlp, 2000, 2, 32, 0.2, seed=seed, case="a small MLP with dropout, bs = 32, lr = 0.2")
     passed_hidden("train_model")

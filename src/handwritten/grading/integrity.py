@@ -166,14 +166,17 @@ def scan(notebook: dict, released: dict) -> list[str]:
             flags.append(f"{where}: the student's cell contains a hidden-tests marker")
         if cell.get("cell_type") != "code" or source.strip() in untouched:
             continue
+        scanner = _Scanner(helpers)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 tree = ast.parse(transform(source))
+            scanner.visit(tree)
         except (SyntaxError, ValueError):
             continue  # nbgrader reports it when the cell runs
-        scanner = _Scanner(helpers)
-        scanner.visit(tree)
+        except (RecursionError, MemoryError):  # one expression of 20,000 additions: too deep for Python's parser
+            flags.append(f"{where}: the cell is nested too deeply to be scanned")
+            continue
         flags += [f"{where}, line {line}: {reason}" for line, reason in sorted(set(scanner.flags))]
     for grade_id in sorted(set(locked) - seen_locked):
         flags.append(f"cell {grade_id}: a locked cell was deleted (it is restored and graded)")

@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from queue import Empty
-from types import ModuleType
 
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
@@ -311,6 +310,7 @@ class LimitOutputSize(NbGraderPreprocessor):
 
 
 GUARD = Path(__file__).with_name("kernel_guard.py")
+SETUP_ID = "setup"  # the grade id of every lesson's first code cell, locked like a test cell
 
 
 class SandboxedExecute(Execute):
@@ -327,6 +327,10 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self.ending, self._manager = Ending(), None
         workdir = Path((resources or {}).get("metadata", {}).get("path") or os.getcwd())
+        # nbgrader leaves the notebook it is grading, hidden tests restored, in the kernel's working folder: the
+        # kernel must not read them there (the graded notebook is written back when the run ends)
+        with contextlib.suppress(OSError, TypeError):
+            (workdir / f"{(resources or {}).get('unique_key')}.ipynb").unlink()
         try:
             return super().preprocess(nb, resources, km)
         finally:
@@ -407,15 +411,12 @@ class SandboxedExecute(Execute):
         return cell
 
     def _tests_in_grader(self) -> bool:
-        """Whether this notebook's test cells run here: the configuration says so, and every check module its
-        setup cell imports can (``RUNS_IN_GRADER``); else they run in the kernel, after the guard."""
-        if self._course_names is None:
-            setup = next((c.source for c in self.nb.cells if c.cell_type == "code" and c.source.strip()), "")
+        """Whether this notebook's test cells run here (the default) or, for comparison only, in the kernel."""
+        if self._course_names is None:  # the setup cell is locked: nbgrader has put the course's own back
+            setup = next((c.source for c in self.nb.cells if c.cell_type == "code"
+                          and c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == SETUP_ID), "")
             self._course_names = course_namespace(setup)
-        modules = [m for m in self._course_names.values() if isinstance(m, ModuleType)
-                   and m.__name__.startswith("handwritten.checks.")]
-        return self.tests_run_in == "grader" and bool(modules) and all(
-            getattr(m, "RUNS_IN_GRADER", False) for m in modules)
+        return self.tests_run_in == "grader"
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type == "code" and utils.is_grade(cell) and self._tests_in_grader():

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from ..checks._remote import Session
+from ..checks._remote import MissingName, Session
 
 IMPORTABLE = ("handwritten", "torch", "numpy", "math", "timeit", "time", "random", "itertools", "functools",
               "collections")
@@ -95,7 +95,7 @@ def run_test_cell(source: str, course: dict, send: Callable[[str], str]) -> list
         error = _error("CellTimeoutError", "")
         error.traceback = ["\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"]  # nbgrader's
     except Exception as raised:  # noqa: BLE001 - a failed check, or anything else: the cell's error output
-        error = _error(type(raised).__name__, str(raised))
+        error = _error("NameError" if isinstance(raised, MissingName) else type(raised).__name__, str(raised))
     finally:
         if previous is None:
             os.environ.pop("NBGRADER_EXECUTION", None)
