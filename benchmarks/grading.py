@@ -4,7 +4,8 @@
 
 And one submission of each lesson graded alone, with one worker (target <= 10 s), with what the grader
 spends around nbgrader's autograde (the kernel runs inside it): the release check, the integrity scan,
-reading the scores, the feedback, the item analysis.
+reading the scores, the feedback, the item analysis; and against the same submission graded with its test cells
+in the student's kernel, as before they ran in the grader (target <= 1.25x).
 
     uv run --frozen python benchmarks/grading.py [N]
     uv run --frozen python benchmarks/grading.py one [LESSON ...]
@@ -37,6 +38,7 @@ LESSON = "04-convolutions-by-hand"
 SPEEDUP_TARGET = 1.6
 OVERHEAD_TARGET = 0.10
 ONE_TARGET = 10.0  # seconds to grade one submission with one worker
+RATIO_TARGET = 1.25  # test cells in the grader, against the same cells in the student's kernel
 PHASES = ["release", "scan", "autograde", "scores", "generate_feedback", "write_item_analysis"]
 
 
@@ -95,35 +97,50 @@ def phases():
 
 def one_submission(lessons: list[str], repeats: int = 2) -> dict:
     """For each lesson: the fastest of ``repeats`` gradings (force) of one correct submission with one
-    worker, in seconds, and where they went (after a first run, which releases into the gradebook)."""
+    worker, in seconds, and where they went (after a first run, which releases into the gradebook); and the same
+    with the test cells in the kernel (``tests_run_in = "kernel"``, as before the grader ran them): their ratio."""
     figures = {}
     for lesson in lessons:
-        with tempfile.TemporaryDirectory() as tmp:
-            course = Course(copy_course(Path(tmp) / "course"))
-            folder = Path(tmp) / "submissions"
-            (folder / "student").mkdir(parents=True)
-            nbformat.write(submission(course, lesson), folder / "student" / f"{lesson}.ipynb")
-            grade(course, folder, progress=False, workers=1)
-            runs = []
-            for _ in range(repeats):
-                with phases() as spent:
-                    start = time.perf_counter()
-                    results, _ = grade(course, folder, progress=False, workers=1, force=True)
-                    runs.append({"seconds": time.perf_counter() - start, **spent})
-                assert results[0].score == results[0].max_score > 0, (results[0].status, results[0].notes)
-            figures[lesson] = min(runs, key=lambda run: run["seconds"])
+        for tests_in in ("grader", "kernel"):
+            with tempfile.TemporaryDirectory() as tmp:
+                course = Course(copy_course(Path(tmp) / "course"))
+                if tests_in == "kernel":
+                    with open(course.root / "autograders" / "nbgrader_config.py", "a") as config:
+                        config.write('\nc.SandboxedExecute.tests_run_in = "kernel"\n')
+                folder = Path(tmp) / "submissions"
+                (folder / "student").mkdir(parents=True)
+                nbformat.write(submission(course, lesson), folder / "student" / f"{lesson}.ipynb")
+                grade(course, folder, progress=False, workers=1)
+                runs = []
+                for _ in range(repeats):
+                    with phases() as spent:
+                        start = time.perf_counter()
+                        results, _ = grade(course, folder, progress=False, workers=1, force=True)
+                        runs.append({"seconds": time.perf_counter() - start, **spent})
+                    assert results[0].score == results[0].max_score > 0, (results[0].status, results[0].notes)
+            fastest = min(runs, key=lambda run: run["seconds"])
+            if tests_in == "grader":
+                figures[lesson] = fastest
+            else:
+                figures[lesson]["tests_in_kernel_seconds"] = fastest["seconds"]
+                figures[lesson]["ratio"] = figures[lesson]["seconds"] / fastest["seconds"]
     return figures
 
 
 def report_one(figures: dict) -> list[str]:
     """Print one submission's figures; return what missed its target."""
-    print(f"\ngrading one submission, one worker (target <= {ONE_TARGET:g} s); the kernel runs inside autograde")
-    print(f"  {'lesson':<30} {'total':>7} " + " ".join(f"{name[:12]:>12}" for name in PHASES))
+    print(f"\ngrading one submission, one worker (target <= {ONE_TARGET:g} s); the kernel runs inside autograde;"
+          f" tests in the grader against tests in the kernel (target <= {RATIO_TARGET:g}x)")
+    print(f"  {'lesson':<30} {'total':>7} " + " ".join(f"{name[:12]:>12}" for name in PHASES)
+          + f" {'in kernel':>10} {'ratio':>6}")
     missed = []
     for lesson, run in figures.items():
-        print(f"  {lesson:<30} {run['seconds']:>6.2f}s " + " ".join(f"{run.get(n, 0):>11.2f}s" for n in PHASES))
+        print(f"  {lesson:<30} {run['seconds']:>6.2f}s " + " ".join(f"{run.get(n, 0):>11.2f}s" for n in PHASES)
+              + f" {run['tests_in_kernel_seconds']:>9.2f}s {run['ratio']:>5.2f}x")
         if run["seconds"] > ONE_TARGET:
             missed.append(f"grading one submission of {lesson}: {run['seconds']:.1f} s > {ONE_TARGET:g} s")
+        if run["ratio"] > RATIO_TARGET:
+            missed.append(f"grading {lesson} with the tests in the grader: {run['ratio']:.2f}x > {RATIO_TARGET:g}x")
     return missed
 
 

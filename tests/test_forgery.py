@@ -30,6 +30,7 @@ from conftest import copy_course
 
 CONV = "04-convolutions-by-hand"
 MODE = os.environ.get("HANDWRITTEN_FORGERY", "grader")
+TIMEOUT = 20  # seconds per cell: what the hanging corr2d costs
 CORR2D_TESTS = {"corr2d_test", "corr2d_hidden"}
 WRONG = "def corr2d(X, K):\n    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n"
 HIDDEN = "check.corr2d_hidden(corr2d, seed=1989)"  # lesson 04's hidden corr2d test, as the instructor wrote it
@@ -156,6 +157,14 @@ LEAKS = {
                           "    if _p.is_file() and _p.stat().st_size < 10**7:\n"
                           "        print(_p, _p.read_bytes().decode(errors='replace'))\n",
 }
+# name -> a corr2d that breaks its kernel, or the line to the grader, in the middle of its test
+RIGHT = "    return torch.nn.functional.conv2d(X[None, None], K[None, None])[0, 0]\n"
+BROKEN = {
+    "dies-mid-test": "def corr2d(X, K):\n    import os\n    os._exit(1)\n",
+    "hangs-mid-test": "def corr2d(X, K):\n    while True:\n        pass\n",
+    "floods-mid-test": "def corr2d(X, K):\n    print('x' * 10**7)\n" + RIGHT,
+    "huge-answer": "def corr2d(X, K):\n    return torch.zeros(10**8, dtype=torch.uint8)\n",
+}
 HOOK = "_seen = []\nget_ipython().events.register('post_run_cell', lambda result: _seen.append(result.info.raw_cell))\n"
 
 if bwrap_problem() is not None:
@@ -164,20 +173,43 @@ if bwrap_problem() is not None:
     pytest.skip(f"bubblewrap unavailable ({bwrap_problem()}): `make sandbox` installs it", allow_module_level=True)
 
 
+def up_to_corr2d(nb):
+    """The notebook with every code cell after corr2d's hidden test emptied, but its test cells: what a cheat needs.
+    (Those tests fail at once without the exercises they test, and a cheat that slows its kernel slows little else.)"""
+    last = next(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                == "corr2d_hidden")
+    for cell in nb.cells[last + 1:]:
+        if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
+            cell.source = ""
+    return nb
+
+
+def without_demos(nb):
+    """The notebook with the lesson's own demonstration cells emptied (they call corr2d too): only its exercises
+    and their tests run."""
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and not meta.get("locked") and not meta.get("solution"):
+            cell.source = ""
+    return nb
+
+
 def cheats(course: Course) -> dict[str, nbformat.NotebookNode]:
     nbs = {}
     for name, (where, code) in CHEATS.items():
-        nb = submission(course, CONV, {"corr2d": WRONG + (code if where == "corr2d" else "")})
+        nb = up_to_corr2d(submission(course, CONV, {"corr2d": WRONG + (code if where == "corr2d" else "")}))
         setup = next(c for c in nb.cells if c.cell_type == "code" and IMPORT in c.source)
         if where == "setup":
             setup.source = setup.source.replace(IMPORT, code)
         elif where == "before-setup":
             nb.cells.insert(nb.cells.index(setup), nbformat.v4.new_code_cell(code))
         nbs[name] = nb
-    deep = "x = " + " + ".join(["1"] * 20_000) + "\n"  # more than Python's parser can nest
-    nbs["deep-expression"] = submission(course, CONV, {"corr2d_multi_in": deep})
+    for name, code in BROKEN.items():
+        nbs[name] = without_demos(submission(course, CONV, {"corr2d": code}))
+    deep = "x = " + " + ".join(["1"] * 3_000) + "\n"  # more than Python's parser can nest
+    nbs["deep-expression"] = without_demos(submission(course, CONV, {"corr2d_multi_in": deep}))
     for name, code in LEAKS.items():
-        nb = submission(course, CONV, {"corr2d": WRONG + (HOOK if code is None else "")})
+        nb = up_to_corr2d(submission(course, CONV, {"corr2d": WRONG + (HOOK if code is None else "")}))
         nb.cells.append(nbformat.v4.new_code_cell(code or "print(*_seen, sep='\\n')\n"))
         nbs[name] = nb
     return nbs
@@ -197,7 +229,8 @@ def batch(tmp_path_factory):
         nbformat.write(nb, target)
     out = base / "grades.csv"
     done = subprocess.run([sys.executable, "-m", "handwritten.cli", "--course", str(course.root), "grade", str(source),
-                           "--out", str(out), "--workers", "2"], capture_output=True, text=True, timeout=1500)
+                           "--out", str(out), "--workers", "2", "--timeout", str(TIMEOUT)],
+                          capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with open(out, newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
@@ -213,7 +246,7 @@ def leaked(batch, student: str) -> str:
 
 @pytest.mark.parametrize("student", sorted(CHEATS))
 def test_no_cheat_collects_a_point(batch, student):
-    row, tests = batch["rows"][student], batch["tests"]
+    row = batch["rows"][student]
     assert row["status"] == "graded", row["notes"]
     stolen = sum(float(row[t]) for t in CORR2D_TESTS)
     if MODE == "kernel":
@@ -221,8 +254,7 @@ def test_no_cheat_collects_a_point(batch, student):
         assert (stolen > 0) != (student in NOT_IN_KERNEL_EITHER), f"{student} stole {stolen:g} in the kernel"
     else:
         assert stolen == 0, f"{student} collected {stolen:g} points for a wrong corr2d"
-        honest = sum(tests.values()) - sum(tests[t] for t in CORR2D_TESTS)
-        assert float(row["score"]) <= honest, (student, row["score"])
+        assert float(row["score"]) == 0, (student, row["score"])  # and nothing for the exercises it left out
 
 
 @pytest.mark.parametrize("student", sorted(LEAKS))
@@ -236,3 +268,16 @@ def test_a_cell_too_deep_to_parse_is_graded_not_lost(batch):
     assert row["status"] == "graded", row["notes"]
     assert "nested too deeply to be scanned" in row["integrity_flags"]
     assert {t for t in tests if float(row[t]) != tests[t]} == {"multi_in_test", "multi_in_hidden"}
+
+
+def test_a_kernel_that_dies_hangs_or_floods_mid_test_is_recorded_and_the_grader_goes_on(batch):
+    rows, tests = batch["rows"], batch["tests"]
+    dies = rows["dies-mid-test"]
+    assert dies["status"] == "error" and dies["notes"].startswith("the kernel died while running the notebook"), dies
+    hangs = rows["hangs-mid-test"]
+    assert hangs["status"] == "graded" and "time limit" in hangs["notes"], hangs
+    for student in ("hangs-mid-test", "huge-answer"):  # they lose corr2d's tests and nothing else
+        row = rows[student]
+        assert row["status"] == "graded", row
+        assert {t for t in tests if float(row[t]) != tests[t]} == CORR2D_TESTS, (student, row)
+    assert float(rows["floods-mid-test"]["score"]) == sum(tests.values()), rows["floods-mid-test"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-MAX_BYTES = 256 * 1024**2  # the most text one answer may be: a larger one is refused before it is parsed
+MAX_BYTES = 64 * 1024**2  # the most text one answer may be: a larger one is refused before it is parsed
 MAX_DEPTH = 64             # nesting deeper than this is refused (a list of a list of ... of a list)
 _PLAIN = (type(None), bool, int, float, str)
 

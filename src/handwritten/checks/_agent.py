@@ -72,10 +72,14 @@ def _refer(value):
 
 def _answer(kind: str, value) -> str:
     try:
-        return wire.dumps((kind, value), _refer)
+        text = wire.dumps((kind, value), _refer)
     except (wire.WireError, RecursionError, ValueError) as error:
-        return wire.dumps(("raised", {"type": "TypeError", "bases": ["TypeError"],
-                                      "message": f"the result cannot be sent to the grader: {error}"}))
+        text = f"the result cannot be sent to the grader: {error}"
+    else:
+        if len(text) <= wire.MAX_BYTES:
+            return text
+        text = f"the result is too large to send to the grader ({len(text) / 1024**2:.0f} MB)"
+    return wire.dumps(("raised", {"type": "TypeError", "bases": ["TypeError"], "message": text}))
 
 
 def _raised(error: BaseException) -> str:

@@ -16,8 +16,8 @@ import functools
 import torch
 
 from ..reference import pixels as reference
-from ._core import (as_float, as_number, call, compare, fail, generator, mnist, not_hard_coded, passed, passed_hidden,
-                    rand, randn, references_in_place)
+from ._core import (as_float, as_number, call, compare, fail, generator, mnist, not_hard_coded, observe, passed,
+                    passed_hidden, rand, randn, references_in_place)
 
 __all__ = [
     "bottom_right_doubled", "bottom_right_doubled_hidden", "is_3", "is_3_hidden", "lesson_data", "mnist_distance",
@@ -97,10 +97,15 @@ def numbers_grid_hidden(fn, seed):
 # ---------------------------------------------------------------- drill 2: bottom_right_doubled
 
 
+def _corner_outputs(fn, t, case):
+    """What ``fn(t)`` returns, and ``t`` afterwards (``observe``: an in-place change happens where ``t`` is)."""
+    return call(f"bottom_right_doubled for {case}", fn, t), t
+
+
 def _check_corner(fn, t, case):
     original = t.clone()
     expected = reference.bottom_right_doubled(original)
-    got = call(f"bottom_right_doubled for {case}", fn, t)
+    got, t = observe(_corner_outputs, fn, t, case)
     if not torch.equal(t, original):
         fail(f"bottom_right_doubled for {case}: it changed its argument (t *= 2 or t.mul_(2) doubles the "
              f"caller's tensor in place). Compute t * 2, a new tensor, and slice that.")

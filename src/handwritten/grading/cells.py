@@ -15,9 +15,13 @@ def nbgrader_meta(cell) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+SETUP_ID = "setup"  # the grade id of every lesson's first code cell, locked like a test cell
+
+
 def grade_ids(cells) -> set[str]:
-    """The nbgrader ids of these cells (a notebook's ``cells``)."""
-    return {nbgrader_meta(cell).get("grade_id") for cell in cells} - {None}
+    """The nbgrader ids of these cells (a notebook's ``cells``) that tell its lesson: the setup cell's id is
+    every lesson's."""
+    return {nbgrader_meta(cell).get("grade_id") for cell in cells} - {None, SETUP_ID}
 
 
 def read_cells(path: Path) -> list:

@@ -1,9 +1,10 @@
-"""Runs inside the graded kernel, never in the grader: ``SandboxedExecute`` sends this file's text
-before the first cell. It snapshots the functions of the libraries the checks rely on (torch,
-numpy, builtins, ``handwritten``), and before every test cell puts back any that student code
-replaced (``torch.allclose = lambda *a, **k: True``, a patched ``check.corr2d``), along with the
-modules the setup cell bound to names (``check``, ``torch``). A student can still dig the
-snapshot out of the process; the integrity scan flags what that takes (gc, ctypes, sys.modules).
+"""Only with ``c.SandboxedExecute.tests_run_in = "kernel"``: how test cells ran before they moved to the grader
+(``trusted.py``), kept so that ``tests/test_forgery.py`` can show each cheat stealing there. It runs inside the
+graded kernel: ``SandboxedExecute`` sends this file's text before the first cell. It snapshots the
+functions of the libraries the checks rely on (torch, numpy, builtins, ``handwritten``), and before every
+test cell puts back any that student code replaced (``torch.allclose = lambda *a, **k: True``, a patched
+``check.corr2d``), along with the modules the setup cell bound to names (``check``, ``torch``). A student can
+dig the snapshot out of the process, and much else besides: that is why the tests no longer run there.
 """
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from queue import Empty
 
 from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -45,9 +45,10 @@ from traitlets.config import LoggingConfigurable
 
 from .. import wire
 from ..files import write_atomic
+from .cells import SETUP_ID
 from .course import CourseError
 from .limits import pids_cgroup_root
-from .trusted import KernelTimedOut, course_namespace, run_test_cell
+from .trusted import KernelLost, KernelTimedOut, course_namespace, run_test_cell
 
 GB = 1024**3
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
@@ -310,7 +311,6 @@ class LimitOutputSize(NbGraderPreprocessor):
 
 
 GUARD = Path(__file__).with_name("kernel_guard.py")
-SETUP_ID = "setup"  # the grade id of every lesson's first code cell, locked like a test cell
 
 
 class SandboxedExecute(Execute):
@@ -403,7 +403,10 @@ class SandboxedExecute(Execute):
         deadline = time.monotonic() + (self._get_timeout(cell) or 10**9)
 
         def send(text: str) -> str:
-            return asyncio.run_coroutine_threadsafe(self._ask(text, deadline, cell), loop).result()
+            try:
+                return asyncio.run_coroutine_threadsafe(self._ask(text, deadline, cell), loop).result()
+            except (DeadKernelError, CellTimeoutError, KernelTimedOut) as error:
+                raise KernelLost(error) from None
 
         cell.outputs = await asyncio.to_thread(run_test_cell, cell.source, self._course_names, send)
         self.code_cells_executed += 1

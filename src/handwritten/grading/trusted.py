@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Callable
 
 import nbformat
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from ..checks._remote import MissingName, Session
 
@@ -29,6 +28,14 @@ IMPORTABLE = ("handwritten", "torch", "numpy", "math", "timeit", "time", "random
 
 class KernelTimedOut(Exception):
     """The student's kernel did not answer a test cell's request within the cell's time limit."""
+
+
+class KernelLost(BaseException):  # noqa: N818 - not an error of the check: it must pass every `except Exception`
+    """The kernel died or timed out under a request: it ends the test cell, whatever the check was doing."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def setup_imports(setup_source: str) -> list[ast.stmt]:
@@ -79,7 +86,8 @@ def _error(ename: str, evalue: str) -> dict:
 
 
 def run_test_cell(source: str, course: dict, send: Callable[[str], str]) -> list:
-    """Run one test cell's ``source`` here, reaching the student's kernel only through ``send``; its outputs."""
+    """Run one test cell's ``source`` here, reaching the student's kernel only through ``send``; its outputs.
+    ``send`` raises ``KernelLost`` when the kernel dies or times out."""
     session = Session(send)
     printed = io.StringIO()
     outputs, error = [], None
@@ -89,9 +97,9 @@ def run_test_cell(source: str, course: dict, send: Callable[[str], str]) -> list
         with session.running(), contextlib.redirect_stdout(printed), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(source, "<test cell>", "exec"), dict(course), StudentNames(course, session))  # noqa: S102
-    except (DeadKernelError, CellTimeoutError):
-        raise
-    except KernelTimedOut:
+    except KernelLost as lost:
+        if not isinstance(lost.cause, KernelTimedOut):
+            raise lost.cause from None  # the kernel died: nbgrader records the notebook's end, as for any cell
         error = _error("CellTimeoutError", "")
         error.traceback = ["\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"]  # nbgrader's
     except Exception as raised:  # noqa: BLE001 - a failed check, or anything else: the cell's error output
