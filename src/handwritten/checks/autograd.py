@@ -140,6 +140,21 @@ def _op_backward(out, leaves, upstream, where, explain):
     return {"grads": [leaf.grad for leaf in leaves], "data": [leaf.data for leaf in leaves]}
 
 
+def _op_run(fn, where, args, extra, reuse, explain, seed):
+    """``_op_forward``, then ``_op_backward`` for the upstream gradient drawn from ``seed`` for the output's shape,
+    in one request (``observe``). A failure of the backward pass is returned, not raised: the check judges the
+    forward value first."""
+    seen = _op_forward(fn, where, args, extra, reuse, explain)
+    upstream = _rng(seed).standard_normal(np.shape(seen["value"]))
+    try:
+        back = _op_backward(seen["out"], seen["leaves"], upstream, where, explain)
+    except AssertionError as error:
+        back = {"failed": str(error)}
+    except NotImplementedError as error:
+        back = {"not_implemented": str(error)}
+    return {"value": seen["value"], "back": back}
+
+
 def _check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse=False, seed=0, explain=None):
     """Call ``fn`` on reference Tensors made from the arrays in ``args`` (numbers are passed as they
     are; with ``reuse`` the one Tensor is passed twice), and compare its forward value and, through
@@ -158,18 +173,22 @@ def _check_op(name, fn, torch_fn, args, *, extra=(), case="", mistakes=(), reuse
         torch_fn = lambda t, *rest: torch_fn_r(t, t, *rest)  # noqa: E731
         t_args = [reused]
     with references_in_place(fn, **_references(name)):
-        seen = observe(_op_forward, fn, where, args, tuple(extra), reuse, explain)
-        expected, _ = _torch_op(torch_fn, t_args, extra)
-        value = seen["value"]
-        if value.shape != expected.shape:
-            fail(f"{where}: the output has shape {value.shape}, expected {expected.shape}.")
-        if not np.isfinite(value).all():
-            fail(f"{where}: the output contains inf or nan: does something overflow?")
-        if not _close(value, expected):
-            fail(f"{where}: wrong forward value.\nexpected:\n{expected}\ngot:\n{value}")
-        upstream = _rng(seed).standard_normal(value.shape)
-        _, wanted = _torch_op(torch_fn, t_args, extra, upstream)
-        back = observe(_op_backward, seen["out"], seen["leaves"], upstream, where, explain)
+        seen = observe(_op_run, fn, where, args, tuple(extra), reuse, explain, seed)
+    expected, _ = _torch_op(torch_fn, t_args, extra)
+    value = seen["value"]
+    if value.shape != expected.shape:
+        fail(f"{where}: the output has shape {value.shape}, expected {expected.shape}.")
+    if not np.isfinite(value).all():
+        fail(f"{where}: the output contains inf or nan: does something overflow?")
+    if not _close(value, expected):
+        fail(f"{where}: wrong forward value.\nexpected:\n{expected}\ngot:\n{value}")
+    upstream = _rng(seed).standard_normal(value.shape)
+    _, wanted = _torch_op(torch_fn, t_args, extra, upstream)
+    back = seen["back"]
+    if "failed" in back:
+        fail(back["failed"])
+    if "not_implemented" in back:
+        raise NotImplementedError(back["not_implemented"])
     leaves = [Tensor(d) for d in back["data"]]     # as the student's op left them, for the mistakes' tests
     for i, (leaf, got, want) in enumerate(zip(leaves, back["grads"], wanted)):
         want = want.numpy()
