@@ -67,7 +67,7 @@ def _refer(value):
     number = next(_numbers)
     _handles[number] = value
     kind = type(value)
-    return {"__handle__": [number, kind.__name__, kind.__module__, getattr(kind, "__name__", "object")]}
+    return {"__handle__": [number, kind.__name__, kind.__module__, kind.__name__]}
 
 
 def _answer(kind: str, value) -> str:

@@ -74,12 +74,10 @@ class Remote:
         return f"<{self._label} in the student's kernel>"
 
 
+@functools.lru_cache(maxsize=256)
 def _remote_class(name: str, module: str) -> type:
     safe = name if name.isidentifier() else "Remote"
     return type(safe, (Remote,), {"__slots__": (), "__module__": module if isinstance(module, str) else "?"})
-
-
-_classes: dict[tuple[str, str], type] = {}
 
 
 def marker_of(value) -> dict | None:
@@ -175,10 +173,7 @@ class Session:
             number, name, module, label = marker["__handle__"]
             if not isinstance(number, int):
                 raise wire.WireError("not a handle")
-            key = (str(name), str(module))
-            if key not in _classes:
-                _classes[key] = _remote_class(*key)
-            return _classes[key](self, {"__handle__": number}, str(label))
+            return _remote_class(str(name), str(module))(self, {"__handle__": number}, str(label))
         raise wire.WireError("the kernel answered with a reference it may not send")
 
     def request(self, request: dict, what: str):
