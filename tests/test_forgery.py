@@ -59,6 +59,15 @@ CHEATS = {
                           "def _patch(info):\n"
                           "    _real.corr2d = _real.corr2d_hidden = lambda *a, **k: print('✓')\n"
                           "get_ipython().events.register('pre_run_cell', _patch)\n"),
+    "displayhook-replaced": ("corr2d", "import handwritten.checks.conv as _real\n"
+                             "_ip = get_ipython()\n"
+                             "class _Hook(type(_ip.displayhook)):\n"
+                             "    def set_parent(self, parent):  # the kernel calls it as each cell starts\n"
+                             "        _real.corr2d = _real.corr2d_hidden = lambda *a, **k: print('✓')\n"
+                             "        super().set_parent(parent)\n"
+                             "_hook = _Hook.__new__(_Hook)\n"
+                             "_hook.__dict__.update(_ip.displayhook.__dict__)\n"
+                             "_ip.displayhook = _hook\n"),
     "custom-exception-handler": ("corr2d", "get_ipython().set_custom_exc((AssertionError,), "
                                  "lambda shell, etype, value, tb, tb_offset=None: None)\n"),
     "showtraceback-replaced": ("corr2d", "get_ipython().showtraceback = lambda *a, **k: None\n"),

@@ -40,7 +40,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Enum, Integer, Unicode
+from traitlets import Bool, Enum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import wire
@@ -317,6 +317,12 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute, with every kernel started by ``SandboxedKernelManager``, the kernel guard
     (``kernel_guard.py``) undoing monkeypatches before every test cell, and the kernel's ending written
     down for the grader (``ending_path``)."""
+
+    # nbgrader raises when a cell's output has not all arrived 4 s after its reply, and the whole notebook then
+    # ends as "grading failed": a student's cell that prints 100 MB on a busy machine, or a kernel whose display
+    # machinery the student broke, would cost every point earned before. Wait longer; then go on, output cut short.
+    raise_on_iopub_timeout = Bool(False, help=Execute.raise_on_iopub_timeout.help).tag(config=True)
+    iopub_timeout = Integer(30, help=Execute.iopub_timeout.help).tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
