@@ -36,14 +36,15 @@ from .cells import grade_ids, nbgrader_meta, read_cells
 from .collect import Submission, collect
 from .course import Course, CourseError
 from .integrity import scan
+from .outputs import CUT
 from .records import Result
 from .release import release
 from .report import write_item_analysis
-from .sandbox import CUT, Sandbox, ending_path, read_ending, resolve
+from .sandbox import Ending, Sandbox, ending_path, read_ending, resolve
 
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|Timeout)\w*): (.+)$", re.M)
+TIMED_OUT = "a cell ran past the time limit and was interrupted"
 INCIDENTS = MappingProxyType({  # errors in a graded notebook that an instructor should read about in its row
-    "CellTimeoutError": "a cell ran past the time limit and was interrupted",
     "MemoryError": "a cell ran out of memory (the sandbox's limit)",
     "BlockingIOError": "a cell hit the limit on processes",
     "OutputLimited": "output was cut to nbgrader's limit",
@@ -140,13 +141,14 @@ def autograde(api, submission: Submission) -> dict:
     return outcome
 
 
-def incidents(course: Course, submission: Submission) -> list[str]:
-    """What went wrong in the graded notebook that its instructor should read about (see INCIDENTS)."""
+def incidents(course: Course, submission: Submission, ending: Ending) -> list[str]:
+    """What went wrong in the graded notebook that its instructor should read about (see INCIDENTS). Time limits
+    come from the executor's own record (``ending``): a cell can print or raise anything."""
+    found = [TIMED_OUT] if ending.timeouts else []
     try:
         cells = read_cells(course.notebook("autograded", submission.assignment, submission.student))
     except (OSError, ValueError, KeyError):
-        return []
-    found = []
+        return found
     for cell in cells:
         for output in cell.get("outputs", []):
             name = output.get("ename", "")
@@ -188,7 +190,7 @@ def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "
     result.sandbox, result.late, result.flags = sandbox, late, flags
     if duplicates:
         result.notes.append(f"{duplicates} duplicated cell id(s) ignored (split or copied cells)")
-    result.notes += incidents(course, submission)
+    result.notes += incidents(course, submission, ending)
     if submission.renamed:
         result.notes.append(f"the file was named {submission.renamed!r}: matched to this lesson by its cell ids")
     if ending.past_wall:

@@ -39,7 +39,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbgrader import utils
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import Execute
 from traitlets import Bool, Enum, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -48,6 +48,7 @@ from ..files import write_atomic
 from .cells import SETUP_ID
 from .course import CourseError
 from .limits import pids_cgroup_root
+from .outputs import CUT, LimitOutputSize  # noqa: F401 (course configs written before outputs.py name it here)
 from .trusted import KernelLost, KernelTimedOut, course_namespace, run_test_cell
 
 GB = 1024**3
@@ -90,6 +91,7 @@ class Ending:
     stderr: str = ""                # the end of its stderr, when it died
     out_of_memory: bool = False     # it died after a cell's MemoryError
     past_wall: bool = False         # the notebook reached its wall-time limit: the cell then running was cut
+    timeouts: int = 0               # cells the executor interrupted at their time limit
 
     def killed(self, limits: Sandbox) -> str:
         """Why the kernel was killed, when one of ``limits`` explains it, or ""."""
@@ -291,25 +293,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     shutdown_kernel = _async_shutdown_kernel
 
 
-CUT = "... output cut here: too much of it ..."
-
-
-class LimitOutputSize(NbGraderPreprocessor):
-    """nbgrader's LimitOutput bounds the number of lines; this bounds characters, so one 100 MB line
-    does not end up in the graded notebook and the feedback."""
-
-    max_chars = Integer(100_000, help="characters kept of each output").tag(config=True)
-
-    def preprocess_cell(self, cell, resources, cell_index):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and len(output.get("text", "")) > self.max_chars:
-                output["text"] = output["text"][:self.max_chars] + "\n" + CUT + "\n"
-            for mime, value in output.get("data", {}).items():
-                if isinstance(value, str) and len(value) > self.max_chars:
-                    output["data"][mime] = value[:self.max_chars] + "\n" + CUT
-        return cell, resources
-
-
 GUARD = Path(__file__).with_name("kernel_guard.py")
 
 
@@ -363,6 +346,7 @@ class SandboxedExecute(Execute):
         return timeout
 
     async def _async_handle_timeout(self, timeout, cell=None):
+        self.ending.timeouts += 1  # what the row says of time limits comes from here, never from a cell's output
         if time.monotonic() >= getattr(self, "_deadline", float("inf")) - 1:
             self.ending.past_wall = True  # interrupted by the notebook's limit, not the cell's: say so
         return await super()._async_handle_timeout(timeout, cell)
