@@ -320,3 +320,23 @@ def test_memo_and_quiet(capsys):
     assert data.mnist_root("sample") == data.SAMPLE_ROOT
     assert data.load_mnist("sample") is first
     assert capsys.readouterr().out == 2 * (first.describe() + "\n")
+
+
+def test_validation_is_carved_from_training_digits_stratified_and_seeded():
+    from handwritten.data import load_mnist, split_validation
+
+    mnist = load_mnist("sample", quiet=True)
+    x, y, vx, vy = split_validation(mnist.train_images, mnist.train_labels)
+    assert len(x) + len(vx) == len(mnist.train_labels) and abs(len(vx) - len(mnist.train_labels) / 6) <= 10
+    for digit in range(10):  # every digit keeps its share, to the image
+        share = (mnist.train_labels == digit).sum().item() / 6
+        assert abs((vy == digit).sum().item() - share) <= 0.5
+    # disjoint: no training image is also a validation image (the images are distinct rows of the training split)
+    rows = {bytes(image.numpy()) for image in vx}
+    assert not any(bytes(image.numpy()) in rows for image in x[:500])
+    again = split_validation(mnist.train_images, mnist.train_labels)
+    assert torch.equal(again[3], vy) and torch.equal(again[2], vx)
+    other = split_validation(mnist.train_images, mnist.train_labels, seed=1)
+    assert not torch.equal(other[2], vx)
+    with pytest.raises(ValueError, match="fraction"):
+        split_validation(mnist.train_images, mnist.train_labels, fraction=1.5)

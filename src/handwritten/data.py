@@ -101,6 +101,29 @@ class MNIST:
         return f"MNIST: {self.summary()}{cache}"
 
 
+def split_validation(images: torch.Tensor, labels: torch.Tensor, fraction: float = 1 / 6, seed: int = 0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Carve a validation set out of training data: ``(train_images, train_labels, valid_images, valid_labels)``.
+
+    Choices (a learning rate, a number of epochs, a model) are made on validation digits; the test split is
+    kept for one measurement at the end of a lesson, so that its score is not one the choices were fitted to.
+    The split is stratified (each digit keeps its share of the validation set, rounded) and seeded: the same
+    ``seed`` gives the same split on every machine, with the bundled sample or full MNIST."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    generator = torch.Generator().manual_seed(seed)
+    valid = []
+    for digit in labels.unique(sorted=True):
+        where = (labels == digit).nonzero().flatten()
+        where = where[torch.randperm(len(where), generator=generator)]
+        valid.append(where[:round(len(where) * fraction)])
+    is_valid = torch.zeros(len(labels), dtype=torch.bool)
+    is_valid[torch.cat(valid)] = True
+    return images[~is_valid], labels[~is_valid], images[is_valid], labels[is_valid]
+
+
 _memo: dict[str, MNIST] = {}  # "full" / "sample" -> data, for this process
 _failure: _Unavailable | None = None  # why full MNIST failed in auto mode; not retried
 
