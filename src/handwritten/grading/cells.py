@@ -9,10 +9,13 @@ from pathlib import Path
 
 
 def nbgrader_meta(cell) -> dict:
-    """A cell's nbgrader metadata: ``{}`` for a plain cell, or a cell without metadata."""
+    """A cell's nbgrader metadata: ``{}`` for a plain cell, a cell without metadata, or one whose grade id is not
+    text (a submission's JSON can hold a list there; nbgrader cannot grade it, and it would not fit in a set)."""
     meta = cell.get("metadata") if isinstance(cell, dict) else None
     found = meta.get("nbgrader") if isinstance(meta, dict) else None
-    return found if isinstance(found, dict) else {}
+    if not isinstance(found, dict) or not isinstance(found.get("grade_id", ""), str):
+        return {}
+    return found
 
 
 SETUP_ID = "setup"  # the grade id of every lesson's first code cell, locked like a test cell
@@ -21,6 +24,7 @@ SETUP_ID = "setup"  # the grade id of every lesson's first code cell, locked lik
 def grade_ids(cells) -> set[str]:
     """The nbgrader ids of these cells (a notebook's ``cells``) that tell its lesson: the setup cell's id is
     every lesson's."""
+    cells = cells if isinstance(cells, list) else []
     return {nbgrader_meta(cell).get("grade_id") for cell in cells} - {None, SETUP_ID}
 
 

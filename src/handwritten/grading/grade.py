@@ -35,6 +35,7 @@ from .cases import graded_tests
 from .cells import grade_ids, nbgrader_meta, read_cells
 from .collect import Submission, collect
 from .course import Course, CourseError
+from .intake import Refused, load_notebook, normalise
 from .integrity import scan
 from .outputs import CUT
 from .records import Result
@@ -165,19 +166,17 @@ def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "
     """Autograde one student's notebook for one lesson and write its feedback."""
     api = api or course.api()
     student, assignment = submission.student, submission.assignment
-    late = "_LATE_" in submission.path.name.upper()
+    late = submission.late
     try:
-        notebook = json.loads(submission.path.read_text(encoding="utf-8"))
-        if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
-            raise ValueError("no cells")
-    except (UnicodeDecodeError, ValueError) as error:
-        return Result.error(student, assignment, f"not a readable notebook ({error})", sandbox=sandbox, late=late)
+        notebook = load_notebook(submission.path)  # a regular file, never a link's target, parsed within bounds
+    except Refused as error:
+        return Result.error(student, assignment, str(error), sandbox=sandbox, late=late)
     duplicates = deduplicate_ids(notebook)
     released = json.loads(course.notebook("release", assignment).read_text(encoding="utf-8"))
     wrong = wrong_lesson(course, assignment, notebook, released)
     if wrong:
         return Result.error(student, assignment, wrong, sandbox=sandbox, late=late)
-    flags = scan(notebook, released)
+    flags = scan(notebook, released) + normalise(notebook, released)  # nbgrader grades the release's cells only
     place(course, submission, notebook)
     workdir = course.notebook("autograded", assignment, student).parent
     ending_path(workdir).unlink(missing_ok=True)  # an earlier run's: not this one's to report
@@ -338,6 +337,9 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
     try:
         todo = []
         for s in submissions:
+            if s.problem:  # not a file that can be read (a link, a pipe, too large): its row says why
+                results[s.student, s.assignment] = Result.error(s.student, s.assignment, s.problem, late=s.late)
+                continue
             known = None if force else records.load(course, s.student, s.assignment)
             digest = records.digest(s.path)
             if known is not None and known.digest == digest:
