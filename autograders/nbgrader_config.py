@@ -31,23 +31,26 @@ c.ClearMetadataPreprocessor.enabled = True
 c.ClearMetadataPreprocessor.clear_cell_metadata = False
 c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("kernelspec",)]
 
-# Feedback shows the student's work and scores, never the hidden tests or mark schemes.
+# Feedback shows the student's work and scores, never the hidden tests or mark schemes, and runs none of a
+# student's scripts: their HTML is cleaned, and the page's policy forbids scripts (handwritten/grading/feedback.py).
+c.GenerateFeedback.exporter_class = "handwritten.grading.feedback.FeedbackExporter"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "handwritten.grading.feedback.HideHiddenTests",
     "handwritten.grading.feedback.LostPoints",
     "nbgrader.preprocessors.ClearMarkScheme",
+    "handwritten.grading.feedback.SanitizeOutputs",
 ]
 
 # Every graded kernel runs sandboxed (handwritten/grading/sandbox.py): bubblewrap where available,
-# resource limits always. This is nbgrader's own list with Execute replaced.
+# resource limits always. This is nbgrader's own list with Execute and LimitOutput replaced, and outputs bounded.
 c.Autograde.autograde_preprocessors = [
     "handwritten.grading.sandbox.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "handwritten.grading.outputs.LimitOutputSize",
+    "handwritten.grading.outputs.LimitOutputLines",  # nbgrader's LimitOutput, its cuts counted for the row's note
+    "handwritten.grading.outputs.LimitOutputSize",   # bounds every output's size, and the notebook's
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",

@@ -1,11 +1,24 @@
 """Feedback without the hidden tests: students see what failed and why, not the test code, and a
-summary on top with one line for every lost point."""
+summary on top with one line for every lost point.
+
+Feedback pages are opened by students and instructors in their browsers, and hold what a student's code and
+markdown wrote: none of it may run. ``SanitizeOutputs`` leaves out scripts and widgets and cleans HTML outputs,
+``FeedbackExporter`` cleans the HTML of markdown, and its page carries a Content-Security-Policy that forbids every
+script (MathJax included: formulas show as TeX) and every request for anything outside the page.
+"""
 
 from __future__ import annotations
 
+import re
+
+import bleach
 import nbformat
+from bleach.css_sanitizer import CSSSanitizer
+from jinja2 import pass_context
+from nbconvert.exporters import HTMLExporter
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool
 
 from .cells import nbgrader_meta
 
@@ -68,3 +81,77 @@ class LostPoints(NbGraderPreprocessor):
                    "| test | points lost | why |\n|---|---|---|\n" + "\n".join(lines))
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(summary))
         return nb, resources
+
+
+# Scripts, frames, forms and plugins are never allowed; style only inline (the page's own CSS is inline), images
+# only from the page itself. A <meta> policy cannot say frame-ancestors, which a file opened locally does not need.
+POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+          "base-uri 'none'; form-action 'none'")
+META = f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
+TAGS = frozenset({"a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
+                  "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+                  "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub",
+                  "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul"})
+ATTRIBUTES = {"a": {"href", "name"}, "img": {"src", "alt", "width", "height"}, "ol": {"start"},
+              "td": {"colspan", "rowspan", "align"}, "th": {"colspan", "rowspan", "align"}}
+SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+# what a feedback page shows of an output; anything else (scripts, widgets, unknown types) is left out
+SHOWN = frozenset({"text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg",
+                   "image/svg+xml"})
+
+
+def _allowed(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "id", "title", "style"):
+        return True
+    return name in ATTRIBUTES.get(tag, ()) and not (tag == "a" and value.strip().lower().startswith("data:"))
+
+
+def clean(html) -> str:
+    """``html`` with only the tags and attributes of text, tables and images, links only to http(s) and mailto,
+    images only from data: (what markdown and the usual HTML outputs use), and no script or style text."""
+    html = html.decode() if isinstance(html, bytes) else str(html)
+    return bleach.clean(SCRIPT_OR_STYLE.sub("", html), tags=TAGS, attributes=_allowed, strip=True,
+                        protocols={"http", "https", "mailto", "data"}, css_sanitizer=CSSSanitizer())
+
+
+class SanitizeOutputs(NbGraderPreprocessor):
+    """Leave out of the feedback every output type a browser would run (JavaScript, widget views, and any type the
+    page does not show), and clean HTML outputs (``clean``). An SVG is shown as an image, in which a browser runs
+    no script."""
+
+    def preprocess_cell(self, cell, resources, index):
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data is None:
+                continue
+            left_out = sorted(set(data) - SHOWN)
+            for mime in left_out:
+                del data[mime]
+            if "text/html" in data:
+                data["text/html"] = clean(data["text/html"])
+                output.get("metadata", {}).get("text/html", {}).pop("isolated", None)  # in a frame, it would not show
+            if left_out and not data:
+                data["text/plain"] = f"[{', '.join(left_out)}: not shown in feedback]"
+        return cell, resources
+
+
+class FeedbackExporter(HTMLExporter):
+    """nbgrader's feedback page, with the HTML of markdown (cells, outputs, comments) cleaned (``clean``), SVG always
+    shown as an image, and a policy that forbids scripts (``POLICY``) first in its head."""
+
+    sanitize_html = Bool(True, help="always on: feedback shows what a student wrote").tag(config=False)
+    skip_svg_encoding = Bool(False, help="always off: an SVG inlined in the page could run scripts").tag(config=False)
+
+    @pass_context
+    def markdown2html(self, context, source):
+        return clean(super().markdown2html(context, source))
+
+    def default_filters(self):
+        yield from super().default_filters()
+        yield "clean_html", clean
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        output, resources = super().from_notebook_node(nb, resources, **kw)
+        head = re.search(r"<head(\s[^>]*)?>", output, re.I)
+        at = head.end() if head else 0  # without a <head>, a leading <meta> still lands in the implied one
+        return output[:at] + "\n" + META + "\n" + output[at:], resources

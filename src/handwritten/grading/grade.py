@@ -37,7 +37,7 @@ from .collect import Submission, collect
 from .course import Course, CourseError
 from .intake import Refused, load_notebook, normalise
 from .integrity import scan
-from .outputs import CUT
+from .outputs import cut_note, read_cuts
 from .records import Result
 from .release import release
 from .report import write_item_analysis
@@ -48,7 +48,6 @@ TIMED_OUT = "a cell ran past the time limit and was interrupted"
 INCIDENTS = MappingProxyType({  # errors in a graded notebook that an instructor should read about in its row
     "MemoryError": "a cell ran out of memory (the sandbox's limit)",
     "BlockingIOError": "a cell hit the limit on processes",
-    "OutputLimited": "output was cut to nbgrader's limit",
 })
 EXPLAINED = MappingProxyType({
     "DeadKernelError": "the kernel died while running the notebook (a cell crashed or exited Python)",
@@ -144,22 +143,21 @@ def autograde(api, submission: Submission) -> dict:
 
 def incidents(course: Course, submission: Submission, ending: Ending) -> list[str]:
     """What went wrong in the graded notebook that its instructor should read about (see INCIDENTS). Time limits
-    come from the executor's own record (``ending``): a cell can print or raise anything."""
+    and cut outputs come from the grader's own records (``ending``, ``read_cuts``): a cell can print or raise
+    anything, the grader's markers included."""
+    graded = course.notebook("autograded", submission.assignment, submission.student)
     found = [TIMED_OUT] if ending.timeouts else []
     try:
-        cells = read_cells(course.notebook("autograded", submission.assignment, submission.student))
+        cells = read_cells(graded)
     except (OSError, ValueError, KeyError):
-        return found
+        cells = []
     for cell in cells:
         for output in cell.get("outputs", []):
             name = output.get("ename", "")
-            text = output.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            if "... Output truncated ..." in text or CUT in text:
-                name = "OutputLimited"
             if name in INCIDENTS and INCIDENTS[name] not in found:
                 found.append(INCIDENTS[name])
-    return found
+    cut = cut_note(read_cuts(graded.parent))
+    return found + [cut] if cut else found
 
 
 def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "") -> Result:
