@@ -73,17 +73,21 @@ def test_student_ids_are_safe_folder_names(tmp_path):
 
 
 def test_names_already_safe_keep_their_id_and_no_two_names_share_one(tmp_path):
-    names = ["alice", "alice.", ".alice", "alice_", "al ice", "al_ice", "al/ice", "..", "", "Jean-Luc_Picard", "é"]
+    names = ["alice", "alice.", ".alice", "alice_", "al ice", "al_ice", "al/ice", "..", "", "Jean-Luc_Picard", "é",
+             os.fsdecode(b"c\xffrol")]
     ids = [safe_id(name) for name in names]
     assert ids[0] == "alice" and ids[5] == "al_ice" and ids[9] == "Jean-Luc_Picard"
-    assert len(set(ids)) == len(names)
+    assert len(set(ids)) == len(names) and all(i.isascii() for i in ids)
     assert all(i and i not in (".", "..") and "/" not in i and not i.startswith(".") for i in ids)
     for name in ("alice", "alice.", "al ice", "al_ice"):
         touch(tmp_path / name / f"{NB}.ipynb")
     touch(tmp_path / f"bob_123_456_{NB}.ipynb")                  # Canvas: the login before the first "_"
+    touch(tmp_path / os.fsdecode(b"c\xffrol") / "Untitled.ipynb")   # a name that is not UTF-8, in a problem line
     found = collect(tmp_path, LESSONS)
-    assert len(found.submissions) == 5 and found.problems == []   # alice. is not an older copy of alice
+    assert len(found.submissions) == 5   # alice. is not an older copy of alice
     assert {"alice", "al_ice", "bob"} <= {s.student for s in found.submissions}
+    assert found.problems[0].startswith("c\ufffdrol/Untitled.ipynb: not named after any lesson")
+    found.problems[0].encode("utf-8")
 
 
 def lesson_notebook(ids) -> str:
