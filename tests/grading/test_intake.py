@@ -82,6 +82,7 @@ def test_a_link_or_pipe_swapped_in_after_the_check_is_still_refused(tmp_path, mo
     ('{"cells": {"0": {}}}', "no cells"),
     ('{"cells": [1]}', "cell 1 is not a notebook cell"),
     ('{"cells": [{"metadata": []}]}', "cell 1 is not a notebook cell"),
+    ('{"cells": [{"source": "x"}, {"source": ["a", 1]}]}', "cell 2 is not a notebook cell"),
     (b"\xff\xfe{}", "not UTF-8 text"),
     ("", "Expecting value"),
 ])

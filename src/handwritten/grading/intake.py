@@ -92,6 +92,14 @@ def depth(value) -> int:
     return deepest
 
 
+def _is_cell(cell) -> bool:
+    """Whether a cell has the fields the grader reads (its metadata, its source) in the shapes nbformat gives them."""
+    if not isinstance(cell, dict) or not isinstance(cell.get("metadata", {}), dict):
+        return False
+    source = cell.get("source", "")
+    return isinstance(source, str) or isinstance(source, list) and all(isinstance(line, str) for line in source)
+
+
 def load_notebook(path) -> dict:
     """A submitted notebook as plain JSON, or :class:`Refused` saying why it cannot be graded."""
     data = read_bytes(path)
@@ -108,7 +116,7 @@ def load_notebook(path) -> dict:
     if depth(notebook) > MAX_DEPTH:
         raise Refused(f"{UNREADABLE} (its JSON nests more than {MAX_DEPTH} levels deep)")
     for index, cell in enumerate(notebook["cells"]):
-        if not isinstance(cell, dict) or not isinstance(cell.get("metadata", {}), dict):
+        if not _is_cell(cell):
             raise Refused(f"{UNREADABLE} (cell {index + 1} is not a notebook cell)")
     return notebook
 
