@@ -22,12 +22,16 @@ ANSWERS = {  # each visible check and the course's answer it must pass
     "loss_batch": reference.loss_batch,
     "fit": reference.fit,
     "get_data": reference.get_data,
+    "cross_entropy_grad": reference.cross_entropy_grad,
+    "train_epoch": reference.train_epoch,
+    "choose_epochs": reference.choose_epochs,
 }
 
 
 def train_model(model, train_ds, valid_ds, epochs, bs, lr):
     train_dl, valid_dl = reference.get_data(train_ds, valid_ds, bs)
     return reference.fit(epochs, model, F.cross_entropy, optim.SGD(model.parameters(), lr=lr), train_dl, valid_dl)
+
 
 
 def student(source: str) -> dict:
@@ -119,7 +123,7 @@ def test_a_fit_with_a_progress_bar_and_prints_passes_silently(capfd):
 def test_trained_model_passes_the_course_answer_and_reports_its_accuracy(capsys):
     check.trained_model(train_model)
     out = capsys.readouterr().out
-    assert out.startswith("validation accuracy 0.887 (threshold 0.75).\n")   # the bundled sample, seed 0
+    assert out.startswith("validation accuracy 0.853 (threshold 0.6).\n")   # the bundled sample, seed 0
     check.trained_model_hidden(train_model, seed=5)
     assert capsys.readouterr().out == "✓ train_model: hidden tests passed.\n"
 
@@ -128,5 +132,5 @@ def test_a_train_model_that_returns_no_history_fails_after_training():
     def forgets_the_history(model, train_ds, valid_ds, epochs, bs, lr):
         train_model(model, train_ds, valid_ds, epochs, bs, lr)
 
-    with pytest.raises(AssertionError, match=r"return the history that fit returns \(1 entries\), got None"):
+    with pytest.raises(AssertionError, match=r"one entry per epoch: epochs = 1 here, so 1 entries; got None"):
         check.trained_model(forgets_the_history)

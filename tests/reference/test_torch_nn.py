@@ -112,3 +112,32 @@ def test_fit_trains_in_train_mode_validates_in_eval_mode_and_weights_the_means_b
         for key in reference.HISTORY_KEYS:
             assert history[epoch][key] == pytest.approx(want[key], rel=1e-5), (epoch, key)
     assert not model.training
+
+
+def test_cross_entropy_grad_is_autograds_gradient_of_the_mean_cross_entropy():
+    scores = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 3, 1, 1, 2, 0])
+    F.cross_entropy(scores, target).backward()
+    assert torch.allclose(reference.cross_entropy_grad(scores.detach(), target), scores.grad)
+    big = torch.tensor([[1000.0, 0.0, -1000.0]])
+    assert reference.cross_entropy_grad(big, torch.tensor([2])).tolist() == [[1.0, 0.0, -1.0]]
+
+
+def test_train_epoch_returns_the_mean_over_the_images_of_the_losses_before_each_step():
+    torch.manual_seed(0)
+    x, y = torch.randn(10, 3), torch.tensor([0, 1] * 5)
+    model, twin = nn.Linear(3, 2), nn.Linear(3, 2)
+    twin.load_state_dict(model.state_dict())
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)   # 4, 4 and 2 images
+    model.eval()
+    got = reference.train_epoch(model, F.cross_entropy, optim.SGD(model.parameters(), lr=0.1), loader)
+    assert model.training
+    opt = optim.SGD(twin.parameters(), lr=0.1)
+    losses = [reference.loss_batch(twin, F.cross_entropy, xb, yb, opt) for xb, yb in loader]
+    assert got == pytest.approx(sum(loss * n for loss, n in losses) / 10)
+
+
+def test_choose_epochs_counts_from_one_and_keeps_the_earliest_of_equals():
+    history = [{"valid_loss": v} for v in (0.9, 0.4, 0.4, 0.5)]
+    assert reference.choose_epochs(history) == 2
+    assert reference.choose_epochs(history[:1]) == 1
