@@ -21,7 +21,10 @@ def train_simple_net(train_dl, valid_dl, epochs):
 
 ANSWERS = {"apply_step": reference.apply_step, "mnist_loss": reference.mnist_loss,
            "batch_accuracy": reference.batch_accuracy, "basic_optim": reference.BasicOptim,
-           "linear_model": reference.train_model, "simple_net": train_simple_net}
+           "linear_model": reference.train_model, "simple_net": train_simple_net,
+           "finite_difference": reference.finite_difference, "quadratic_gradient": reference.quadratic_gradient,
+           "mnist_loss_gradient": reference.mnist_loss_gradient, "validate_epoch": reference.validate_epoch,
+           "training_record": reference.train_model}
 
 
 @pytest.fixture
@@ -79,8 +82,9 @@ def test_train_model_must_return_the_accuracies():
     def train_model(model, opt, train_dl, valid_dl, epochs):
         reference.train_model(model, opt, train_dl, valid_dl, epochs)
 
+    check.linear_model(train_model)  # it trains: the training test passes
     with pytest.raises(AssertionError, match="return the list of validation accuracies, one per epoch, not None"):
-        check.linear_model(train_model)
+        check.training_record(train_model)
 
 
 def test_simple_net_must_return_one_accuracy_per_epoch(graded):
@@ -113,16 +117,21 @@ def test_a_students_network_runs_only_inside_the_seam(graded):
     assert seen and all(seen)  # trained, then probed for its shape, linearity and accuracy: always through call
 
 
-def test_training_data_is_the_3s_and_7s_with_a_subset_while_graded():
-    from handwritten.data import load_mnist
+def test_training_data_is_the_3s_and_7s_of_the_lessons_split_with_a_subset_while_graded():
+    from handwritten.data import load_mnist, split_validation
 
     mnist = load_mnist(quiet=True)
+    train_images, train_labels, valid_images, valid_labels = split_validation(mnist.train_images, mnist.train_labels)
     x, y, vx, vy = check.training_data(graded=False)
-    n3, n7 = int((mnist.train_labels == 3).sum()), int((mnist.train_labels == 7).sum())
+    n3, n7 = int((train_labels == 3).sum()), int((train_labels == 7).sum())
     assert x.dtype == torch.uint8 and x.shape == (n3 + n7, 28 * 28)   # TensorBatches scales each batch
     assert y.shape == (n3 + n7, 1) and int(y.sum()) == n3               # 1 for a 3
-    assert torch.equal(x[0], mnist.train_images[mnist.train_labels == 3][0].flatten())
-    assert vx.dtype == torch.float32 and float(vx.max()) == 1.0 and int(vy.sum()) == int((mnist.test_labels == 3).sum())
+    assert torch.equal(x[0], train_images[train_labels == 3][0].flatten())
+    assert torch.equal(x[-1], train_images[train_labels == 7][-1].flatten())
+    # the validation digits are the lesson's, carved from the training split: never the test split
+    assert vx.dtype == torch.float32 and float(vx.max()) == 1.0 and int(vy.sum()) == int((valid_labels == 3).sum())
+    assert torch.equal(vx[0], valid_images[valid_labels == 3][0].flatten().float() / 255)
+    assert len(vx) == int((valid_labels == 3).sum() + (valid_labels == 7).sum())
     small, small_y, _, flipped = check.training_data(graded=True, flip=True)
     assert len(small) == min(check.GRADING_SUBSET, n3 + n7)
     assert torch.equal(flipped, 1 - vy) and 0 < int(small_y.sum()) < len(small)

@@ -54,12 +54,50 @@ def test_basic_optim_steps_as_torch_optim_sgd_does():
     assert all(p.grad is None for p in mine.parameters())
 
 
-def test_validate_epoch_is_the_mean_of_the_batch_accuracies_to_4_decimals():
+def test_validate_epoch_weights_each_batch_by_its_size_and_records_no_gradients():
     x = torch.tensor([[1.0], [1.0], [1.0], [-1.0], [-1.0], [-1.0], [1.0]])
     y = torch.tensor([[1], [1], [0], [0], [0], [1], [1]])
-    identity = nn.Identity()
-    # batches of 3: 2/3 right, 2/3 right, 1/1 right; their mean, not the 5/7 over all images
-    assert sgd.validate_epoch(identity, TensorBatches(x, y, 3)) == round((2 / 3 + 2 / 3 + 1) / 3, 4)
+    model = nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.zero_()
+    # batches of 3: 2/3 right, 2/3 right, 1/1 right; 5/7 over all the images, not the mean of the batch means
+    accuracy = sgd.validate_epoch(model, TensorBatches(x, y, 3))
+    assert type(accuracy) is float and accuracy == pytest.approx(5 / 7)
+    assert model.weight.grad is None
+
+
+def test_batch_accuracy_compares_each_score_with_its_own_label_whatever_the_shapes():
+    xb = torch.tensor([[2.0], [-1.0], [0.3]])
+    yb = torch.tensor([1, 1, 0])
+    for scores, labels in [(xb, yb), (xb, yb[:, None]), (xb[:, 0], yb), (xb[:, 0], yb[:, None])]:
+        assert sgd.batch_accuracy(scores, labels).item() == pytest.approx(1 / 3)
+
+
+def test_the_hand_derived_gradients_match_autograd_and_the_finite_difference():
+    g = torch.Generator().manual_seed(0)
+    time, speed = torch.rand(9, generator=g, dtype=torch.float64), torch.randn(9, generator=g, dtype=torch.float64)
+    params = torch.randn(3, generator=g, dtype=torch.float64)
+    p = params.clone().requires_grad_(True)
+    sgd.mse(sgd.f(time, p), speed).backward()
+    assert torch.allclose(sgd.quadratic_gradient(params, time, speed), p.grad)
+    numeric = sgd.finite_difference(lambda q: sgd.mse(sgd.f(time, q), speed), params)
+    assert torch.allclose(numeric, p.grad, atol=1e-7) and torch.equal(params, p.detach())
+    xb = torch.rand(6, 4, generator=g, dtype=torch.float64)
+    yb = torch.tensor([[1], [0], [1], [1], [0], [0]])
+    w = torch.randn(4, 1, generator=g, dtype=torch.float64).requires_grad_(True)
+    b = torch.randn(1, generator=g, dtype=torch.float64).requires_grad_(True)
+    sgd.mnist_loss(xb @ w + b, yb).backward()
+    grad_w, grad_b = sgd.mnist_loss_gradient(xb, yb, w.detach(), b.detach())
+    assert torch.allclose(grad_w, w.grad) and torch.allclose(grad_b, b.grad)
+
+
+def test_basic_optim_leaves_a_parameter_without_a_gradient_alone():
+    used, unused = torch.ones(2, requires_grad=True), torch.ones(3, requires_grad=True)
+    opt = sgd.BasicOptim([used, unused], 0.5)
+    (used ** 2).sum().backward()
+    opt.step()
+    assert used.detach().tolist() == [0.0, 0.0] and unused.detach().tolist() == [1.0, 1.0, 1.0]
 
 
 def test_train_model_learns_a_separable_problem_and_reports_every_epoch():

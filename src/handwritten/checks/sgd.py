@@ -1,15 +1,19 @@
-"""Checks for lesson 02, SGD from scratch: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
-``BasicOptim``, ``train_model`` (which trains a linear 3-vs-7 model) and ``train_simple_net``.
+"""Checks for lesson 02, SGD from scratch: ``finite_difference``, ``quadratic_gradient`` (a gradient derived by
+hand), ``apply_step``, ``batch_accuracy``, ``mnist_loss``, ``mnist_loss_gradient`` (derived by hand),
+``validate_epoch``, ``BasicOptim``, ``train_model`` (its training: ``linear_model``; what it returns:
+``training_record``) and ``train_simple_net``.
 
 The oracles are autograd, ``torch.optim.SGD`` and the course's answers, ``handwritten.reference.sgd``. A
-mistake is penalised once: the checks of ``train_model`` and ``simple_net`` run with reference versions of
-``mnist_loss``, ``batch_accuracy``, ``calc_grad``, ``validate_epoch``, ``BasicOptim`` (and, for the network,
-``train_epoch`` and ``train_model``) in place, so a wrong loss costs the loss's tests and not the training
-tests too. Every call into the student's code goes through ``_core.call``.
+mistake is penalised once: the checks of ``validate_epoch``, ``train_model`` and ``simple_net`` run with reference
+versions of what they build on (``mnist_loss``, ``batch_accuracy``, ``calc_grad``, ``validate_epoch``,
+``BasicOptim``; for the record of ``train_model``, ``train_epoch``; for the network, ``train_model``) in place, so
+a wrong loss costs the loss's tests and not the training tests too. The hand-derived gradients run with autograd
+switched off. Every call into the student's code goes through ``_core.call``.
 
-The training checks train on the 3s and 7s of the training split and measure accuracy on the 3s
-and 7s of the test split. While nbgrader grades (``NBGRADER_EXECUTION``) they train on a subset
-of 1,000 images: a trained model still gets far above ``THRESHOLD``, an untrained one stays
+The training checks train on the 3s and 7s of the training part of the training split and measure accuracy on
+the 3s and 7s of the validation part that ``data.split_validation`` carves from it, as the lesson does (the
+test split is the lesson's to measure once, at its end). While nbgrader grades (``NBGRADER_EXECUTION``) they
+train on a subset of 1,000 images: a trained model still gets far above ``THRESHOLD``, an untrained one stays
 near chance.
 
 While graded, the checks run in the grader and the student's objects stay in their kernel (``_remote``): what
@@ -29,14 +33,16 @@ from torch import nn
 from .. import env
 from ..reference import sgd as reference
 from ..reference.batching import TensorBatches
-from ._core import (Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist, not_hard_coded,
+from ._core import (Probe, Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist, not_hard_coded,
                     observe, params_vector, passed, passed_hidden, rand, randn, references_in_place, require_accuracy,
                     seeded, train_then_check)
 
 __all__ = [
     "apply_step", "apply_step_hidden", "basic_optim", "basic_optim_hidden", "batch_accuracy",
-    "batch_accuracy_hidden", "linear_model", "linear_model_hidden", "mnist_loss", "mnist_loss_hidden",
-    "simple_net", "simple_net_hidden", "training_data",
+    "batch_accuracy_hidden", "finite_difference", "finite_difference_hidden", "linear_model", "linear_model_hidden",
+    "mnist_loss", "mnist_loss_gradient", "mnist_loss_gradient_hidden", "mnist_loss_hidden", "quadratic_gradient",
+    "quadratic_gradient_hidden", "simple_net", "simple_net_hidden", "training_data", "training_record",
+    "training_record_hidden", "validate_epoch", "validate_epoch_hidden",
 ]
 
 # A trained model gets 96-99 % of the validation 3s and 7s right (shortened or not, sample or full
@@ -162,6 +168,144 @@ def apply_step_hidden(fn, seed):
     passed_hidden("apply_step")
 
 
+
+# ---------------------------------------------------------------- quadratic_gradient (derived by hand)
+
+
+def _no_autograd(fn, name, *args):
+    """``fn(*args)`` with autograd off and no argument tracked (``observe``: in the kernel): the gradient must come
+    from the student's formula, not from ``backward()``. What it returned, and the arguments afterwards."""
+    args = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
+    with torch.no_grad():
+        got = call(name, fn, *args, hint=f"work {name} out from the formula you derived: no backward(), no "
+                                          f".grad (the check runs it with autograd switched off).")
+    return {"got": got, "args": args}
+
+
+def _quadratic_mistakes(params, time, speed):
+    expected = reference.quadratic_gradient(params, time, speed)
+    return [
+        ("the factor 2 is missing: the derivative of r² is 2r.", expected / 2),
+        ("the sign is flipped: the residual is prediction - speed, and the loss grows when a prediction moves "
+         "away from its target.", -expected),
+        (f"that is the gradient of the sum of the squared errors: mse is their mean, so divide by the "
+         f"{len(time)} measurements.", expected * len(time)),
+        ("the three entries are in the wrong order: the gradient is (d/da, d/db, d/dc), in the order of params.",
+         expected.flip(0)),
+        ("each entry must be weighted by the derivative of the prediction for that parameter: t² for a, t for b, "
+         "1 for c (the chain rule).", torch.stack([expected[2], expected[2], expected[2]])),
+    ]
+
+
+def _check_quadratic_gradient(fn, params, time, speed, case):
+    with references_in_place(fn, f=reference.f, mse=reference.mse):  # the lesson's f and mse, which it may use
+        seen = observe(_no_autograd, fn, "quadratic_gradient", params, time, speed)
+    if not close(seen["args"][0], params, rtol=0, atol=0):
+        fail(f"quadratic_gradient for {case}: it changed params. Work out the gradient; leave the parameters "
+             f"as they are.")
+    expected = _grad(params.double(), time.double(), speed.double()).to(params.dtype)  # autograd, in float64
+    compare("quadratic_gradient", as_tensor("quadratic_gradient", seen["got"]), expected, case=case,
+            mistakes=_quadratic_mistakes(params.double(), time.double(), speed.double()), rtol=1e-4, atol=1e-4)
+
+
+def quadratic_gradient(fn):
+    time, speed = roller_coaster()
+    cases = [(LESSON_START, time, speed, "the roller coaster, params [-0.77, -0.75, 1.35]"),
+             (torch.tensor([0.5, -2.0, 3.0]), time[:5], speed[:5], "the first 5 measurements, params [0.5, -2, 3]")]
+    with references_in_place(fn, f=reference.f, mse=reference.mse):
+        not_hard_coded("quadratic_gradient", fn, [(p, t, s) for p, t, s, _ in cases])
+    for params, t, s, case in cases:
+        _check_quadratic_gradient(fn, params, t, s, case)
+    passed("quadratic_gradient", len(cases))
+
+
+def quadratic_gradient_hidden(fn, seed):
+    g = generator(seed)
+    for n, dtype in [(30, torch.float64), (7, torch.float32), (1, torch.float64)]:
+        time = (rand(g, n, dtype=torch.float64) * 4 - 2).sort().values
+        speed = randn(g, n, dtype=torch.float64) * 2
+        params = randn(g, 3, dtype=torch.float64)
+        _check_quadratic_gradient(fn, params.to(dtype), time.to(dtype), speed.to(dtype),
+                                  f"{n} random {str(dtype)[6:]} measurements")
+    passed_hidden("quadratic_gradient")
+
+
+# ---------------------------------------------------------------- finite_difference
+
+
+def roller_coaster_loss(params):
+    """The mse of the quadratic with ``params`` on the lesson's roller coaster, computed in float64."""
+    time, speed = roller_coaster(dtype=torch.float64)
+    return reference.mse(reference.f(time, params.double()), speed)
+
+
+def curvy_loss(params):
+    """A loss with a different curvature in every direction and a third derivative that is not zero."""
+    p = params.double().flatten()
+    weights = torch.arange(1, len(p) + 1, dtype=torch.float64)
+    return (weights * p ** 3).sum() + (p.sin() * p.roll(1)).sum()
+
+
+def _finite_difference_run(fn, loss_fn, params, eps):
+    """``fn(loss_fn, params, eps)`` (``observe``: in the kernel): what it returned, and ``params`` afterwards."""
+    params = params.clone()
+    got = call("finite_difference", fn, loss_fn, params, eps)
+    return {"got": got, "params": params}
+
+
+def _one_sided(loss_fn, params, eps):
+    start, grad = params.detach().double().clone(), torch.zeros(params.shape, dtype=torch.float64)
+    for i in range(start.numel()):
+        up = start.clone()
+        up.view(-1)[i] += eps
+        grad.view(-1)[i] = (float(loss_fn(up)) - float(loss_fn(start))) / eps
+    return grad
+
+
+def _check_finite_difference(fn, loss_fn, params, eps, case):
+    seen = observe(_finite_difference_run, fn, loss_fn, params, eps)
+    where = f"finite_difference for {case}"
+    if not isinstance(seen["params"], torch.Tensor) or not close(seen["params"], params, rtol=1e-9, atol=1e-12):
+        fail(f"{where}: params is not as it was after the call. Nudge a copy (params.clone()), or put every "
+             f"element back after measuring it: a gradient check must not move the point it checks.")
+    got = as_tensor("finite_difference", seen["got"])
+    start = params.detach().double()
+    expected = reference.finite_difference(loss_fn, start, eps)
+    exact = start.clone().requires_grad_(True)
+    loss_fn(exact).backward()
+    together = (float(loss_fn(start + eps)) - float(loss_fn(start - eps))) / (2 * eps)
+    mistakes = [
+        ("that is a one-sided difference, (loss(p + eps) - loss(p)) / eps: its error shrinks like eps, the central "
+         "difference's like eps². Nudge each element both ways: (loss(p + eps) - loss(p - eps)) / (2 eps).",
+         _one_sided(loss_fn, start, eps)),
+        ("twice the gradient: the two nudges are 2 eps apart, so divide by 2 * eps.", 2 * expected),
+        ("every element was nudged at once, so every entry is the same slope along all directions together: "
+         "nudge one element at a time, the others held still.", torch.full_like(expected, together)),
+        (f"that is the exact gradient, not the finite difference with eps={eps}: use the eps you are given.",
+         exact.grad),
+    ]
+    if got.shape != params.shape:
+        fail(f"{where}: the result has shape {tuple(got.shape)}; it needs one entry per element of params, "
+             f"shape {tuple(params.shape)}.")
+    compare("finite_difference", got.double(), expected, case=case, mistakes=mistakes, rtol=1e-6, atol=1e-7)
+
+
+def finite_difference(fn):
+    _check_finite_difference(fn, roller_coaster_loss, torch.tensor([-0.77, -0.75, 1.35], dtype=torch.float64), 1e-4,
+                             "the roller coaster's loss at [-0.77, -0.75, 1.35], eps=1e-4")
+    _check_finite_difference(fn, curvy_loss, torch.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=torch.float64), 0.01,
+                             "a curvy loss of a 2x2 matrix, eps=0.01")
+    passed("finite_difference", 2)
+
+
+def finite_difference_hidden(fn, seed):
+    g = generator(seed)
+    for shape, eps in [((5,), 0.05), ((2, 3), 1e-3), ((1,), 0.2)]:
+        _check_finite_difference(fn, curvy_loss, randn(g, *shape, dtype=torch.float64), eps,
+                                 f"a curvy loss of a random {shape} tensor, eps={eps}")
+    passed_hidden("finite_difference")
+
+
 # ---------------------------------------------------------------- mnist_loss
 
 
@@ -253,20 +397,101 @@ def mnist_loss_hidden(fn, seed):
     passed_hidden("mnist_loss")
 
 
+
+# ---------------------------------------------------------------- mnist_loss_gradient (derived by hand)
+
+
+def _loss_gradient_mistakes(xb, yb, weights, bias):
+    s = (xb @ weights + bias).sigmoid()
+    sign = torch.where(yb == 1, -1.0, 1.0).to(s.dtype)
+    n = len(xb)
+
+    def both(dz):
+        return xb.T @ dz, dz.sum(0)
+
+    return [
+        ("the derivative of the sigmoid is missing: d sigmoid(z) / dz = sigmoid(z) * (1 - sigmoid(z)).",
+         both(sign / n)),
+        ("the signs are swapped: for a 3 the loss is 1 - sigmoid(z), which falls as z grows, so its derivative is "
+         "negative.", both(-sign * s * (1 - s) / n)),
+        (f"that is the gradient of the sum over the batch: the loss is the mean, so divide by the {n} images.",
+         both(sign * s * (1 - s))),
+        ("d sigmoid(z) / dz is sigmoid(z) * (1 - sigmoid(z)), of the sigmoid of the score, not of the score itself.",
+         both(sign * (xb @ weights + bias) * (1 - (xb @ weights + bias)) / n)),
+    ]
+
+
+def _check_mnist_loss_gradient(fn, xb, yb, weights, bias, case):
+    seen = observe(_no_autograd, fn, "mnist_loss_gradient", xb, yb, weights, bias)
+    where = f"mnist_loss_gradient for {case}"
+    got = seen["got"]
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        fail(f"{where}: return a pair, (the gradient for weights, the gradient for bias), got "
+             f"{type(got).__name__}.")
+    got_w, got_b = as_tensor("mnist_loss_gradient", got[0]), as_tensor("mnist_loss_gradient", got[1])
+    w, b = weights.double().clone().requires_grad_(True), bias.double().clone().requires_grad_(True)
+    reference.mnist_loss(xb.double() @ w + b, yb).backward()
+    if tuple(got_w.shape) != tuple(weights.shape) or tuple(got_b.shape) != tuple(bias.shape):
+        fail(f"{where}: the gradients have shapes {tuple(got_w.shape)} and {tuple(got_b.shape)}; a gradient has the "
+             f"shape of its parameter: {tuple(weights.shape)} for weights and {tuple(bias.shape)} for bias.")
+    for got_p, wrong_p, expected, what in [(got_w, 0, w.grad, "weights"), (got_b, 1, b.grad, "bias")]:
+        mistakes = [(m, pair[wrong_p]) for m, pair in
+                    _loss_gradient_mistakes(xb.double(), yb, weights.double(), bias.double())]
+        if what == "bias":
+            mistakes.insert(0, ("the bias's gradient is missing a term: z = x @ w + b, so dz/db = 1 for every image, "
+                             "and the bias's gradient is the sum of d loss / dz over the batch.",
+                             torch.zeros_like(expected)))
+        compare("mnist_loss_gradient", got_p.double(), expected, case=f"{case}, the gradient for {what}",
+                mistakes=mistakes, rtol=1e-4, atol=1e-6)
+
+
+def _loss_gradient_problem(g, n, d, dtype=torch.float32, threes=None):
+    xb = rand(g, n, d, dtype=dtype)
+    yb = (torch.rand(n, 1, generator=g) > 0.5).long() if threes is None else torch.full((n, 1), int(threes))
+    weights = randn(g, d, 1, dtype=dtype)
+    bias = randn(g, 1, dtype=dtype)
+    return xb, yb, weights, bias
+
+
+def mnist_loss_gradient(fn):
+    g = generator(3)
+    small = _loss_gradient_problem(g, 4, 6)
+    images = mnist("train", stop=8, shape=(28 * 28,))[0]
+    lesson = (images, torch.tensor([[1], [0], [1], [1], [0], [0], [1], [0]]), randn(g, 28 * 28, 1, scale=0.05),
+              torch.tensor([0.2]))
+    _check_mnist_loss_gradient(fn, *small, "4 images of 6 pixels")
+    _check_mnist_loss_gradient(fn, *lesson, "8 MNIST images and small random weights")
+    passed("mnist_loss_gradient", 2)
+
+
+def mnist_loss_gradient_hidden(fn, seed):
+    g = generator(seed)
+    for n, d, dtype, threes in [(50, 10, torch.float64, None), (1, 3, torch.float32, None),
+                                (9, 5, torch.float32, True), (7, 4, torch.float64, False)]:
+        what = {None: "", True: ", all 3s", False: ", all 7s"}[threes]
+        _check_mnist_loss_gradient(fn, *_loss_gradient_problem(g, n, d, dtype, threes),
+                                   f"{n} random {str(dtype)[6:]} images of {d} pixels{what}")
+    passed_hidden("mnist_loss_gradient")
+
 # ---------------------------------------------------------------- batch_accuracy
 
 
 def _accuracy_mistakes(xb, yb):
     n_threes = (yb == 1).double().mean()
+    flat_x, flat_y = xb.reshape(-1), yb.reshape(-1)
+    pairs = (xb.reshape(-1, 1) > 0) == yb.reshape(1, -1)
     return [
+        ("every score was compared with every label: scores (N, 1) and labels (N,) broadcast to an (N, N) table. "
+         "Compare one score with one label: flatten both (or reshape one to the other's shape) first.",
+         pairs.double().mean()),
         ("after a sigmoid every value is above 0, so `> 0` calls every image a 3: threshold the "
          "sigmoid at 0.5 (or the raw scores at 0).", n_threes),
         ("the raw scores were compared with 0.5 without the sigmoid: either apply xb.sigmoid() "
-         "before `> 0.5`, or compare the raw scores with 0.", ((xb > 0.5) == yb).double().mean()),
+         "before `> 0.5`, or compare the raw scores with 0.", ((flat_x > 0.5) == flat_y).double().mean()),
         ("3s and 7s are swapped: a prediction above 0.5 (a score above 0) means a 3, label 1.",
-         ((xb.sigmoid() <= 0.5) == yb).double().mean()),
+         ((flat_x.sigmoid() <= 0.5) == flat_y).double().mean()),
         ("that is the number of correct predictions; the accuracy is their mean (.float().mean()).",
-         ((xb > 0) == yb).double().sum()),
+         ((flat_x > 0) == flat_y).double().sum()),
     ]
 
 
@@ -295,7 +520,8 @@ def accuracy_example():
 def batch_accuracy(fn):
     xb, yb = accuracy_example()
     cases = [(xb, yb, "seven scores [2, -1, 0.3, -0.2, -4, 0.4, 3] with targets [1, 0, 1, 0, 1, 1, 1]"),
-             (-xb[:5], yb[:5], "the first five scores with their signs flipped")]
+             (-xb[:5], yb[:5], "the first five scores with their signs flipped"),
+             (xb, yb[:, 0], "the seven scores, shape (7, 1), with their targets as shape (7,)")]
     not_hard_coded("batch_accuracy", _as_tensor_of, [(fn, x, y) for x, y, _ in cases])
     for x, y, case in cases:
         _check_batch_accuracy(fn, x, y, case)
@@ -318,6 +544,10 @@ def batch_accuracy_hidden(fn, seed):
         if i == 2:
             yb = yb.float()
         _check_batch_accuracy(fn, xb, yb, f"{n} random {str(dtype)[6:]} scores of shape {shape}")
+    xb = _random_scores(g, 40, 1)
+    yb = (torch.rand(40, generator=g) > 0.5).long()
+    _check_batch_accuracy(fn, xb, yb, "40 scores of shape (40, 1) with labels of shape (40,)")
+    _check_batch_accuracy(fn, xb[:, 0], yb[:, None].float(), "40 scores of shape (40,) with float labels (40, 1)")
     _check_batch_accuracy(fn, torch.tensor([[3.0], [2.0]]), torch.tensor([[0], [0]]), "two wrong predictions")
     _check_batch_accuracy(fn, torch.tensor([-3.0, 2.0, -0.7]), torch.tensor([0, 1, 0]), "three right predictions")
     passed_hidden("batch_accuracy")
@@ -341,11 +571,21 @@ def _optim_loss(params, x):
     return (out.tanh() - 0.5).pow(2).sum()
 
 
-def _optim_steps(cls, params0, inputs, lr, as_generator):
+NO_GRADIENT = ("BasicOptim.step failed on a parameter that has no gradient: one the loss did not use keeps "
+               "p.grad None after backward(). Leave such a parameter alone (skip it when p.grad is None), as "
+               "torch.optim.SGD does.")
+
+
+def _no_gradient(error):
+    return NO_GRADIENT if "NoneType" in str(error) else None
+
+
+def _optim_steps(cls, params0, inputs, lr, as_generator, unused=0):
     """``cls`` built on copies of ``params0`` (given as a generator, as ``model.parameters()`` is, or as a list),
     then for every input: backward, ``step()``, ``zero_grad()`` (``observe``: in the kernel, where the optimiser
     changes the tensors it holds). For every step, the parameters before and after it and the gradients left by
-    zero_grad(); at the first call that failed, its message (judged in its turn, after what came before it)."""
+    zero_grad(); at the first call that failed, its message (judged in its turn, after what came before it). The
+    last ``unused`` parameters take no part in the loss."""
     mine = [p.clone().requires_grad_(True) for p in params0]
     given = (p for p in mine) if as_generator else list(mine)
     opt = call("BasicOptim", cls, given, lr)
@@ -353,9 +593,9 @@ def _optim_steps(cls, params0, inputs, lr, as_generator):
     for x in inputs:
         step = {"before": [p.detach().clone() for p in mine]}
         seen.append(step)
-        _optim_loss(mine, x).backward()
+        _optim_loss(mine[:len(mine) - unused], x).backward()
         try:
-            call("BasicOptim.step", opt.step)
+            call("BasicOptim.step", opt.step, explain=_no_gradient)
             step["after"] = [p.detach().clone() for p in mine]
             call("BasicOptim.zero_grad", opt.zero_grad)
         except AssertionError as error:
@@ -365,16 +605,16 @@ def _optim_steps(cls, params0, inputs, lr, as_generator):
     return seen
 
 
-def _run_optim(cls, params0, inputs, lr, as_generator, case):
+def _run_optim(cls, params0, inputs, lr, as_generator, case, unused=0):
     """Step ``cls`` and torch.optim.SGD side by side; fail at the first difference."""
-    seen = observe(_optim_steps, cls, params0, inputs, lr, as_generator)
+    seen = observe(_optim_steps, cls, params0, inputs, lr, as_generator, unused)
     ref = [p.clone().requires_grad_(True) for p in params0]
     sgd = torch.optim.SGD(ref, lr=lr)
     for k, x in enumerate(inputs):
         where = f"BasicOptim for {case}, step {k + 1}"
         step = seen[k] if k < len(seen) else {"error": f"{where}: no result came back."}
-        _optim_loss(ref, x).backward()
-        grads = [p.grad.clone() for p in ref]
+        _optim_loss(ref[:len(ref) - unused], x).backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in ref]
         sgd.step()
         if "after" not in step:
             fail(step["error"])
@@ -400,13 +640,13 @@ def _run_optim(cls, params0, inputs, lr, as_generator, case):
                      f"(or call p.grad.zero_()) for every parameter.")
 
 
-def _check_optim(cls, params0, inputs, lr, case):
+def _check_optim(cls, params0, inputs, lr, case, unused=0):
     """With params as a generator (model.parameters()); if only that fails, say why."""
     try:
-        _run_optim(cls, params0, inputs, lr, as_generator=True, case=case)
+        _run_optim(cls, params0, inputs, lr, as_generator=True, case=case, unused=unused)
     except AssertionError as error:
         try:
-            _run_optim(cls, params0, inputs, lr, as_generator=False, case=case)
+            _run_optim(cls, params0, inputs, lr, as_generator=False, case=case, unused=unused)
         except AssertionError:
             raise error from None
         fail(f"BasicOptim for {case}: it works when params is a list but not with model.parameters(), "
@@ -417,7 +657,9 @@ def _check_optim(cls, params0, inputs, lr, case):
 def basic_optim(cls):
     params0, inputs = _optim_problem(1, torch.float32, [(3, 2), (2,)])
     _check_optim(cls, params0, inputs[:3], 0.1, "the weight and bias of a layer, lr=0.1")
-    passed("BasicOptim", 3)
+    params0, inputs = _optim_problem(2, torch.float32, [(3, 2), (2,), (4,)])
+    _check_optim(cls, params0, inputs[:2], 0.1, "a layer and a third parameter the loss does not use", unused=1)
+    passed("BasicOptim", 5)
 
 
 def basic_optim_hidden(cls, seed):
@@ -426,18 +668,28 @@ def basic_optim_hidden(cls, seed):
                               (torch.float32, 1e-3, [(6, 2), (2,)])]:
         params0, inputs = _optim_problem(int(torch.randint(0, 10**6, (1,), generator=g)), dtype, shapes)
         _check_optim(cls, params0, inputs, lr, f"{len(shapes)} {str(dtype)[6:]} parameters, lr={lr}")
+    params0, inputs = _optim_problem(int(torch.randint(0, 10**6, (1,), generator=g)), torch.float64,
+                                     [(5, 3), (3, 2), (7,), (3,)])
+    _check_optim(cls, params0, inputs, 0.2, "four float64 parameters, two of which the loss does not use", unused=2)
     passed_hidden("BasicOptim")
 
 
 # ---------------------------------------------------------------- the data for training
 
 
-def _threes_and_sevens(split, scale=True):
-    """Flattened images of the split's 3s and 7s, scaled to [0, 1] (uint8 if not ``scale``), and labels (N, 1):
-    1 for a 3, 0 for a 7."""
-    threes = mnist(split, digit=3, shape=(28 * 28,), dtype=None)[0]
-    sevens = mnist(split, digit=7, shape=(28 * 28,), dtype=None)[0]
-    x = torch.cat([threes, sevens])
+def _threes_and_sevens(part, scale=True):
+    """Flattened images of the 3s and 7s of ``part`` ("train" or "valid": the two parts of the training split that
+    ``split_validation`` carves, as the lesson does), scaled to [0, 1] (uint8 if not ``scale``), and labels (N, 1):
+    1 for a 3, 0 for a 7. The test split is never used here: the lesson measures it once, at its end."""
+    from ..data import load_mnist, split_validation
+
+    data = load_mnist(quiet=True)
+    images, labels = data.train_images, data.train_labels
+    index = torch.arange(len(labels))
+    train_index, train_labels, valid_index, valid_labels = split_validation(index, labels)  # the lesson's split
+    where, own = (train_index, train_labels) if part == "train" else (valid_index, valid_labels)
+    threes, sevens = images[where[own == 3]], images[where[own == 7]]
+    x = torch.cat([threes, sevens]).reshape(-1, 28 * 28)
     if scale:
         x = x.float()
         x /= 255  # in place, after the cat: one float copy of the images (the same values as converting each first)
@@ -446,8 +698,9 @@ def _threes_and_sevens(split, scale=True):
 
 
 def training_data(graded=None, flip=False):
-    """(train_x, train_y, valid_x, valid_y): the training split's 3s and 7s (uint8 images: TensorBatches scales
-    them; a 1,000-image subset while graded) and the test split's. ``flip`` swaps the labels: 1 for a 7."""
+    """(train_x, train_y, valid_x, valid_y): the 3s and 7s of the training part of the training split (uint8 images:
+    TensorBatches scales them; a 1,000-image subset while graded) and of the validation part carved from it.
+    ``flip`` swaps the labels: 1 for a 7."""
     # the training images stay uint8 (TensorBatches scales each batch): no float copy beside the lesson's own
     x, y = _threes_and_sevens("train", scale=False)
     vx, vy = validation_data(flip)
@@ -460,9 +713,10 @@ def training_data(graded=None, flip=False):
 
 
 def validation_data(flip=False):
-    """(valid_x, valid_y): the test split's 3s and 7s, what a trained model is measured on (here, while graded:
-    the kernel trains on its own copy of ``training_data``)."""
-    vx, vy = _threes_and_sevens("test")
+    """(valid_x, valid_y): the validation 3s and 7s (carved from the training split, as the lesson carves them),
+    what a trained model is measured on (here, while graded: the kernel trains on its own copy of
+    ``training_data``)."""
+    vx, vy = _threes_and_sevens("valid")
     return (vx, 1 - vy) if flip else (vx, vy)
 
 
@@ -488,6 +742,83 @@ def _scores(name, model, x):
 def accuracy(model, x, y, name="the trained model") -> float:
     """The fraction of images a model built here classifies right: a score above 0 means label 1."""
     return float(((_forward(name, model, x) > 0).long() == y).float().mean())
+
+
+ARGUMENTS_HINT = ("use the model, opt, train_dl, valid_dl and epochs you are given as arguments, not the notebook's "
+                  "dl, valid_dl, opt or EPOCHS.")
+VALIDATE_HINT = "use the model and dl you are given as arguments, not the notebook's linear1 or valid_dl."
+
+
+# ---------------------------------------------------------------- validate_epoch
+
+
+def _validate_run(fn, weight, bias, batches):
+    """``fn`` measures ``_linear(weight, bias)`` behind a ``Probe`` on ``batches`` (``observe``: in the kernel): what
+    it returned, and how many images each forward pass saw and whether autograd was recording it."""
+    probe = Probe(_linear(weight, bias))
+    got = call("validate_epoch", fn, probe, batches, hint=VALIDATE_HINT)
+    return {"got": got, "calls": [(c.shape[0], c.grad) for c in probe.calls]}
+
+
+def _check_validate_epoch(fn, weight, bias, batches, case):
+    with references_in_place(fn, batch_accuracy=reference.batch_accuracy):
+        seen = observe(_validate_run, fn, weight, bias, batches)
+    where = f"validate_epoch for {case}"
+    got = seen["got"]
+    if isinstance(got, torch.Tensor):
+        fail(f"{where}: it returned a tensor; return the accuracy as a plain Python number (float(...) or "
+             f".item()): a number is what a list of accuracies holds and prints, and it keeps no tensor alive.")
+    got = as_number("validate_epoch", got, "the accuracy")
+    model = _linear(weight, bias)
+    sizes = [len(yb) for _, yb in batches]
+    if sum(n for n, _ in seen["calls"]) != sum(sizes):
+        fail(f"{where}: the model saw {sum(n for n, _ in seen['calls'])} images; dl holds {sum(sizes)} in batches "
+             f"of {sizes}. Go through every batch of the dl you are given.")
+    accs = [float(reference.batch_accuracy(model(xb), yb)) for xb, yb in batches]
+    expected = sum(a * n for a, n in zip(accs, sizes)) / sum(sizes)
+    batch_mean = sum(accs) / len(accs)
+    if not math.isclose(got, expected, abs_tol=1e-4):
+        if math.isclose(got, batch_mean, abs_tol=1e-4):
+            fail(f"{where}: {got:.4f} is the mean of the batch accuracies {[round(a, 4) for a in accs]}, but the "
+                 f"batches hold {sizes} images: the last, smaller one counts as much as a full one. The accuracy "
+                 f"over every image is {expected:.4f}: weight each batch's accuracy by its size (or count the "
+                 f"right answers and the images).")
+        if math.isclose(got, 100 * expected, abs_tol=1e-2):
+            fail(f"{where}: it returned {got:.2f}: a percentage. Return the fraction right, between 0 and 1.")
+        fail(f"{where}: got {got:.4f}; the fraction of all {sum(sizes)} images classified right is {expected:.4f}.")
+    if any(grad for _, grad in seen["calls"]):
+        fail(f"{where}: autograd recorded the validation passes. Measuring needs no gradients: run the model "
+             f"inside `with torch.no_grad():`, which saves the memory and time the recording costs.")
+
+
+def _scores_problem(scores, labels, batch_size):
+    """A model that passes its one input through (weight 1, bias 0), and the scores in batches: its predictions
+    are the scores."""
+    x = torch.as_tensor(scores, dtype=torch.float32)[:, None]
+    return torch.ones(1, 1), torch.zeros(1), list(TensorBatches(x, torch.as_tensor(labels)[:, None], batch_size))
+
+
+def validate_epoch(fn):
+    # batches of 4, 4 and 1 image: 2/4, 2/4 and 1/1 right; 5/9 over all, 2/3 as a mean of the batch means
+    weight, bias, batches = _scores_problem([2.0, -1.0, 0.5, 3.0, -2.0, 1.0, -0.5, 0.7, 1.5],
+                                            [1, 1, 0, 0, 0, 0, 0, 1, 1], 4)
+    _check_validate_epoch(fn, weight, bias, batches, "9 scores in batches of 4, 4 and 1")
+    weight, bias, batches = _scores_problem([1.0, -1.0, 2.0], [1, 0, 0], 3)
+    _check_validate_epoch(fn, weight, bias, batches, "3 scores in one batch")
+    passed("validate_epoch", 2)
+
+
+def validate_epoch_hidden(fn, seed):
+    g = generator(seed)
+    for n, d, batch_size, dtype in [(37, 5, 16, torch.float64), (10, 3, 10, torch.float32), (50, 4, 7, torch.float32)]:
+        x = randn(g, n, d, dtype=dtype)
+        y = (torch.rand(n, 1, generator=g) > 0.5).long()
+        if batch_size == 7:
+            y = y[:, 0]  # labels of shape (N,)
+        weight, bias = randn(g, 1, d, dtype=dtype), randn(g, 1, dtype=dtype)
+        _check_validate_epoch(fn, weight, bias, list(TensorBatches(x, y, batch_size)),
+                              f"{n} random {str(dtype)[6:]} images of {d} features in batches of {batch_size}")
+    passed_hidden("validate_epoch")
 
 
 # ---------------------------------------------------------------- train_model: the mechanics
@@ -525,18 +856,19 @@ def _simulate(weight, bias, batches, lr, epochs, *, zero=True, first_only=False)
 
 def _train_tiny(fn, weight, bias, make_opt, lr, train_dl, valid_dl, epochs):
     """``fn`` trains ``_linear(weight, bias)`` with ``make_opt(its parameters, lr)`` (``observe``: in the kernel,
-    where the model and its optimiser live): its parameters afterwards, and what it returned."""
+    where the model and its optimiser live): its parameters afterwards."""
     model = _linear(weight, bias)
-    accuracies = call("train_model", fn, model, make_opt(model.parameters(), lr), train_dl, valid_dl, epochs)
-    return {"params": params_vector(model), "accuracies": accuracies}
+    call("train_model", fn, model, make_opt(model.parameters(), lr), train_dl, valid_dl, epochs, hint=ARGUMENTS_HINT)
+    return params_vector(model)
 
 
 def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
+    """The training: the parameters after ``epochs`` epochs are those of plain gradient descent on every batch.
+    (What train_model returns is judged by ``training_record``.)"""
     train_dl, valid_dl, weight, bias = _tiny_problem(seed, dtype)
     with references_in_place(fn, **REFERENCES):
-        seen = observe(_train_tiny, fn, weight, bias, make_opt, lr, train_dl, valid_dl, epochs)
+        got = observe(_train_tiny, fn, weight, bias, make_opt, lr, train_dl, valid_dl, epochs)
     where = f"train_model for {case}"
-    got, accuracies = seen["params"], seen["accuracies"]
     if not close(got, _simulate(weight, bias, train_dl, lr, epochs), atol=ATOL):
         start = params_vector(_linear(weight, bias))
         if close(got, start, rtol=0, atol=0):
@@ -556,19 +888,84 @@ def _check_mechanics(fn, seed, dtype, epochs, lr, make_opt, case):
                      f"inside the loop over the epochs?")
         fail(f"{where}: after {epochs} epochs the parameters are not what {epochs} epochs of "
              f"mnist_loss, backward, opt.step() and opt.zero_grad() on every batch give.")
-    not_a_list = f"{where}: return the list of validation accuracies, one per epoch, not {accuracies!r}."
-    accuracies = [as_number("train_model", a, "each accuracy")
-                  for a in call("list(train_model(...))", list, accuracies, explain=lambda error: not_a_list)]
-    if len(accuracies) != epochs:
-        fail(f"{where}: it returned {len(accuracies)} accuracies for {epochs} epochs: append "
-             f"validate_epoch(model, valid_dl) once after every epoch.")
-    model = _linear(got[:-1].reshape(weight.shape), got[-1:])  # the trained parameters, in a model built here
-    final = reference.validate_epoch(model, valid_dl)
-    overall = accuracy(model, torch.cat([xb for xb, _ in valid_dl]), torch.cat([yb for _, yb in valid_dl]))
-    if min(abs(accuracies[-1] - final), abs(accuracies[-1] - overall)) > 0.01:  # batch mean, or over all
-        fail(f"{where}: the last accuracy it returned ({accuracies[-1]:.4f}) is not the trained model's "
-             f"accuracy on valid_dl ({final:.4f}): measure it with validate_epoch after each epoch's "
-             f"training.")
+
+
+# ---------------------------------------------------------------- train_model: what it returns
+
+
+def _train_probed(fn, weight, bias, lr, train_dl, valid_dl, epochs):
+    """``fn`` trains ``_linear(weight, bias)`` behind a ``Probe``, handed over in eval mode (as a model is after it
+    was last measured), with BasicOptim (``observe``: in the kernel): what it returned, and for every forward pass
+    the images it saw, the mode, and whether autograd was recording."""
+    probe = Probe(_linear(weight, bias)).eval()
+    result = call("train_model", fn, probe, reference.BasicOptim(probe.parameters(), lr), train_dl, valid_dl, epochs,
+                  hint=ARGUMENTS_HINT)
+    return {"result": result, "calls": [(c.shape[0], c.training, c.grad) for c in probe.calls]}
+
+
+def _measured(weight, bias, batches, lr, train_dl, epochs):
+    """The validation accuracy after each of 0, 1, ..., ``epochs`` epochs of the reference training."""
+    out = []
+    for e in range(epochs + 1):
+        trained = _simulate(weight, bias, train_dl, lr, e)
+        out.append(reference.validate_epoch(_linear(trained[:-1].reshape(weight.shape), trained[-1:]), batches))
+    return out
+
+
+def _check_record(fn, seed, epochs, lr, case, dtype=torch.float32):
+    train_dl, _, weight, bias = _tiny_problem(seed, dtype, n_batches=4, batch_size=5)
+    x = torch.cat([xb for xb, _ in train_dl])
+    g = generator(seed + 1)
+    vx = randn(g, 15, x.shape[1], dtype=dtype)
+    vy = (vx @ randn(g, x.shape[1], 1, dtype=dtype) > 0).long()
+    valid_dl = list(TensorBatches(vx, vy, 7))  # batches of 7, 7 and 1: never the training batches' 5
+    with references_in_place(fn, **REFERENCES, train_epoch=reference.train_epoch):
+        seen = observe(_train_probed, fn, weight, bias, lr, train_dl, valid_dl, epochs)
+    where = f"train_model for {case}"
+    result = seen["result"]
+    if not isinstance(result, (list, tuple)):
+        fail(f"{where}: return the list of validation accuracies, one per epoch, not {result!r}.")
+    if len(result) != epochs:
+        fail(f"{where}: it returned {len(result)} accuracies for {epochs} epochs: append one validation accuracy "
+             f"after every epoch's training, and return the list after the loop.")
+    if any(isinstance(a, torch.Tensor) for a in result):
+        fail(f"{where}: the accuracies are tensors; store plain Python numbers (float(...) or .item()).")
+    accuracies = [as_number("train_model", a, "each accuracy") for a in result]
+    if any(a > 1 for a in accuracies):
+        fail(f"{where}: it returned {accuracies}: percentages. Each accuracy is the fraction right, between 0 and 1.")
+    calls = seen["calls"]
+    training = [c for c in calls if c[0] == 5]
+    validating = [c for c in calls if c[0] != 5]
+    if any(not mode for _, mode, _ in training):
+        fail(f"{where} (a model handed over in eval mode): some training batches ran in eval mode. Call "
+             f"model.train() at the start of every epoch: after validating, the model is still in eval mode, and a "
+             f"network with dropout (lesson 05) would train with it switched off.")
+    if any(mode for _, mode, _ in validating):
+        fail(f"{where}: the validation batches ran in training mode. Call model.eval() before measuring "
+             f"valid_dl: layers such as dropout behave differently while training, and a measurement must not "
+             f"depend on them.")
+    if any(grad for _, _, grad in validating):
+        fail(f"{where}: autograd recorded the validation passes: measure inside `with torch.no_grad():`.")
+    expected = _measured(weight, bias, valid_dl, lr, train_dl, epochs)
+    for k, got in enumerate(accuracies):
+        if not math.isclose(got, expected[k + 1], abs_tol=1e-3):
+            if all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(accuracies, expected)):
+                fail(f"{where}: accuracy number {k + 1} ({got:.4f}) is the one before epoch {k + 1}'s training "
+                     f"({expected[k]:.4f} before, {expected[k + 1]:.4f} after): measure after each epoch's "
+                     f"training, so that the last number is the trained model's.")
+            fail(f"{where}: after epoch {k + 1} the model classifies {expected[k + 1]:.4f} of valid_dl right, but "
+                 f"the list says {got:.4f}: append validate_epoch(model, valid_dl) once after every epoch's "
+                 f"training (valid_dl, not train_dl).")
+
+
+def training_record(fn):
+    _check_record(fn, 5, 3, 0.5, "a tiny linear model, 4 batches, 3 epochs")
+    passed("train_model's record", 1)
+
+
+def training_record_hidden(fn, seed):
+    _check_record(fn, seed, 4, 0.8, "a tiny float64 linear model, 4 epochs", dtype=torch.float64)
+    passed_hidden("train_model's record")
 
 
 # ---------------------------------------------------------------- train_model: a trained linear model
