@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..reference.dtypes import as_float
 from . import _remote
@@ -38,7 +39,7 @@ __all__ = [
     "COMMON_ERRORS", "Probe", "Trained", "as_float", "as_number", "as_tensor", "call", "close", "compare",
     "dimension_hint", "fail", "generator", "in_student_code", "mnist", "not_hard_coded", "observe", "params_vector",
     "passed", "passed_hidden", "rand", "randn", "references_applied", "references_in_place", "require_accuracy", "run",
-    "seeded", "train_and_measure", "train_then_check",
+    "seeded", "train_and_measure", "train_then_check", "CountOps",
 ]
 
 # Captured at import, before any student code runs, so that a notebook which reassigns
@@ -455,3 +456,21 @@ def train_then_check(*, seed: int, make_model: Callable, train: Callable, accura
         check_result(run)
     require_accuracy(run, threshold, message)
     return run
+
+
+# ---------------------------------------------------------------- counting operations
+
+
+class CountOps(TorchFunctionMode):
+    """Counts the tensor operations (torch functions and tensor methods) made while it is on, in ``count``: a loop
+    over images, rows or pixels makes more of them the more there are, so two counts for two sizes tell a loop
+    from a vectorised answer. Use it in a course function that ``observe`` runs, so that it counts in the
+    student's kernel, where their code runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
