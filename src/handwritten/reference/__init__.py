@@ -6,7 +6,8 @@ student's earlier answers, so that a mistake is penalised once), the widgets, th
 module             lesson  what it holds
 =================  ======  =====================================================================
 ``pixels``         01      the tensor drills and the pixel-distance baseline: ``mnist_distance``,
-                           ``is_3``, ``validation_accuracy``
+                           ``is_3``, ``validation_accuracy``; ``rgb_to_grey``; k-NN's
+                           ``distance_matrix``, ``knn_predict``, ``confusion_matrix``
 ``sgd``            02      the seven steps: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
                            ``BasicOptim``, ``train_epoch``, ``validate_epoch``, ``train_model``
 ``batching``       02, 05  ``TensorBatches``: mini-batches sliced from tensors held in memory
