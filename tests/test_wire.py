@@ -33,6 +33,13 @@ def test_data_comes_back_equal_with_its_types():
     assert math.isnan(roundtrip(float("nan"))) and roundtrip(float("-inf")) == float("-inf")
 
 
+def test_views_with_odd_strides_cross_whole():
+    row = torch.tensor([[3.0, 1.0, 2.0]]).argsort(1)[:, 0]  # one element, stride 3: "contiguous" all the same
+    for sent in (row, torch.arange(12.0).reshape(3, 4).t(), torch.arange(10)[::3], torch.arange(6).expand(2, 6)):
+        got = roundtrip(sent)
+        assert got.dtype == sent.dtype and torch.equal(got, sent)
+
+
 def test_a_sent_tensor_is_a_copy():
     sent = torch.zeros(3)
     got = roundtrip(sent)

@@ -34,7 +34,9 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def _tensor_bytes(t: torch.Tensor) -> str:
-    t = t.detach().cpu().contiguous().reshape(-1)
+    # a fresh dense copy: .contiguous() keeps a one-element tensor's odd stride (it counts as contiguous), and
+    # view(uint8) needs stride 1
+    t = t.detach().cpu().clone(memory_format=torch.contiguous_format).reshape(-1)
     return base64.b64encode(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").decode()
 
 
