@@ -187,12 +187,13 @@ def grade_one(course: Course, submission: Submission, api=None, sandbox: str = "
     result.sandbox, result.late, result.flags = sandbox, late, flags
     if duplicates:
         result.notes.append(f"{duplicates} duplicated cell id(s) ignored (split or copied cells)")
-    result.notes += incidents(course, submission, ending)
+    result.notes += ending.confirm(incidents(course, submission, ending), INCIDENTS["MemoryError"])
     if submission.renamed:
         result.notes.append(f"the file was named {submission.renamed!r}: matched to this lesson by its cell ids")
     if ending.past_wall:
         result.notes.append(f"the notebook reached its wall-time limit ({limits.wall_seconds} s): "
                             f"the cell then running was cut")
+    result.notes += ending.notes()  # it stopped answering; what it left in its folder was not kept
     feedback = api.generate_feedback(assignment, student, force=True)
     html = course.path("feedback") / student / assignment / f"{assignment}.html"
     if feedback["success"] and html.exists():

@@ -5,13 +5,24 @@ With bubblewrap (``bwrap``), the kernel sees a read-only system and Python, a pr
 ``solutions/``, no gradebook, no other student. It has no network (its own empty network namespace;
 it talks to the grader over Unix sockets in a private folder) and no capabilities, and it cannot see
 the grader's environment variables (a gradebook URL may hold a password). Under bubblewrap or not,
-memory, CPU time, file size and the number of processes are bounded (``limits.py``).
+memory (however allocated, where a memory cgroup can be made), CPU time, file size and the number of processes
+are bounded (``limits.py``).
+
+Under bubblewrap, what the kernel writes never reaches the grader's disk while it runs: its working folder, its
+``/tmp`` and ``/dev/shm`` are private RAM-backed tmpfs of bounded size (``Sandbox.disk``; their pages count in its
+memory), its working folder starts as a copy of the real one's regular files, and only the regular files it leaves
+there come back, bounded, never through a link (``workdir.py``). Without bubblewrap (or where the grader cannot
+reach into the sandbox's folders), the kernel writes into the real folder, and the links, pipes and devices it
+leaves there, and what it wrote past the bound, are removed once it has ended: before nbgrader writes the graded
+notebook there and copies the folder into the feedback. The kernel's own stdout and stderr (file descriptors 1
+and 2, and a subprocess's) go to the grading log, their end only (``Sandbox.kernel_log``), never the terminal.
 
 Without bubblewrap, only the limits apply: the mode is then ``limits`` and grading says so loudly.
 nbgrader loads ``SandboxedExecute`` in place of its ``Execute`` (``autograders/nbgrader_config.py``).
 
-How each kernel ended (it died, and how; it ran out of memory; the notebook reached its wall-time
-limit) is the executor's to know and the grader's to report. The executor writes it down, as
+How each kernel ended (it died, and how; it ran out of memory, as its memory cgroup saw it, never as a cell
+says; the notebook reached its wall-time limit; it stopped answering) is the executor's to know and the
+grader's to report. The executor writes it down, as
 ``autograded/<student>/<lesson>.ending.json`` (``ending_path``): beside the kernel's working folder, never
 in it, so the sandboxed kernel cannot reach it; the grader reads it back with ``read_ending``, whether
 nbgrader ran in the grader's process or in another one.
@@ -20,21 +31,25 @@ nbgrader ran in the grader's process or in another one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from queue import Empty
 
+import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
@@ -47,11 +62,16 @@ from .. import wire
 from ..files import write_atomic
 from .cells import SETUP_ID
 from .course import CourseError
-from .limits import pids_cgroup_root
+from .limits import cgroup_procs, cgroup_root, memory_seen, pids_cgroup_root, remove_cgroups
 from .outputs import CUT, LimitOutputSize  # noqa: F401 (course configs written before outputs.py name it here)
 from .trusted import KernelLost, KernelTimedOut, course_namespace, run_test_cell
+from .workdir import harvest, open_beneath, seeds, snapshot, sweep
 
 GB = 1024**3
+MB = 1024**2
+SOCKETS = MB     # the tmpfs holding a sandboxed kernel's sockets (they take no space)
+SHM = 64 * MB    # the sandbox's /dev/shm
+NEAR = 0.9       # a kernel whose data came this close to RLIMIT_DATA ran out of memory (its next request was refused)
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
             "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
             "bubblewrap) and grade again.")
@@ -73,7 +93,22 @@ class Sandbox(LoggingConfigurable):
     mode = Enum(["auto", "bwrap", "limits", "off"], "auto", help=(
         "auto: bubblewrap where it works, else resource limits only. off: no sandbox at all "
         "(benchmarks only).")).tag(config=True)
-    memory = Integer(2 * GB, help="bytes of memory a kernel may allocate").tag(config=True)
+    memory = Integer(2 * GB, help=(
+        "bytes of memory a kernel may use: its data (RLIMIT_DATA: a MemoryError past it) and, where a memory cgroup "
+        "can be made, everything it holds in RAM however allocated (shared maps, files in its tmpfs: it is killed "
+        "past it)")).tag(config=True)
+    disk = Integer(GB, help=(
+        "bytes of files a kernel may write in its working folder, and again in its /tmp: under bubblewrap each is a "
+        "private tmpfs this size, in RAM (counted in its memory), and never the grader's disk")).tag(config=True)
+    kept = Integer(32 * MB, help=(
+        "bytes of the files a kernel leaves in its working folder that are kept after grading (regular files only, "
+        "1000 at most; feedback copies them): the rest, and every link, pipe or device, is not")).tag(config=True)
+    kernel_log = Integer(64 * 1024, help=(
+        "bytes of what a kernel writes to its own stdout and stderr (file descriptors 1 and 2, a subprocess's "
+        "output) copied to the grading log: the last ones; never the terminal")).tag(config=True)
+    answer_seconds = Integer(10, help=(
+        "seconds a kernel has to answer once a cell's time limit has interrupted it: one that does not has stopped "
+        "answering, and the notebook's later cells are not run")).tag(config=True)
     cpu_seconds = Integer(900, help="CPU seconds a kernel may use in all").tag(config=True)
     max_pids = Integer(256, help="processes and threads a kernel may run at once").tag(config=True)
     max_file_size = Integer(GB, help="bytes of any one file a kernel writes").tag(config=True)
@@ -83,30 +118,76 @@ class Sandbox(LoggingConfigurable):
     data_dir = Unicode(help="a folder the kernel may read (full MNIST's cache)").tag(config=True)
 
 
+CRASHES = (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return ""
+
+
 @dataclass
 class Ending:
-    """How the kernel of one graded notebook ended, as its executor saw it."""
+    """How the kernel of one graded notebook ended, as its executor and the grader saw it (never as it said)."""
 
     exit_status: int | None = None  # when the kernel died by itself (None: it lived until shut down)
-    stderr: str = ""                # the end of its stderr, when it died
-    out_of_memory: bool = False     # it died after a cell's MemoryError
+    stderr: str = ""                # the end of what it wrote to its own stdout and stderr, when it died
+    out_of_memory: bool = False     # observed: the cgroup killed a process of it, or its memory came to the bound
+    memory_limit: int = 0           # the sandbox's bound on its memory (bytes; 0: not sandboxed)
+    memory_peak: int = 0            # the most memory its processes held at once, as its cgroup counted (0: no cgroup)
+    data_peak: int = 0              # the most data (what RLIMIT_DATA counts) a process of it held at a cell's end
     past_wall: bool = False         # the notebook reached its wall-time limit: the cell then running was cut
     timeouts: int = 0               # cells the executor interrupted at their time limit
+    stopped_answering: bool = False  # after a cell's time limit it answered nothing: later cells were not run
+    not_run: int = 0                # code cells not run because it stopped answering
+    not_kept: list[str] = field(default_factory=list)  # what it left in its folder that the grader did not keep
 
     def killed(self, limits: Sandbox) -> str:
-        """Why the kernel was killed, when one of ``limits`` explains it, or ""."""
-        status = self.exit_status if self.exit_status is not None else 1 if self.out_of_memory else None
+        """Why the kernel died, when the grader saw what killed it (a memory or CPU limit, a signal), or ""."""
+        status = self.exit_status
         if status is None:
             return ""
         number = -status if status < 0 else status - 128 if status > 128 else 0  # bubblewrap: signal n is 128 + n
-        if (self.out_of_memory or "MemoryError" in self.stderr
-                or number in (signal.SIGABRT, signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS)):
-            how = f"was killed ({signal.Signals(number).name})" if number else "died"
+        how = f"was killed ({signal_name(number)})" if signal_name(number) else "died"
+        if self.out_of_memory:
             return (f"the kernel {how} while running the notebook: it ran out of memory "
                     f"(the sandbox allows {limits.memory / GB:g} GB)" + ("" if number else " and could not go on"))
         if number == signal.SIGXCPU:
             return f"the kernel used up its CPU time ({limits.cpu_seconds} s) and was stopped"
+        if number in CRASHES:
+            unwatched = "" if self.memory_peak else ": perhaps out of memory (no memory cgroup watched it here)"
+            return f"the kernel {how} while running the notebook{unwatched}"
         return ""
+
+    def memory(self) -> str:
+        """The kernel's memory as the grader saw it, in words."""
+        if not (self.memory_peak or self.data_peak):
+            return "the grader could not watch the kernel's memory here"
+        peak = max(self.memory_peak, self.data_peak)
+        return f"the kernel's memory peaked at {peak / GB:.2f} GB of the {self.memory_limit / GB:g} GB allowed"
+
+    def confirm(self, found: list[str], memory_error: str) -> list[str]:
+        """A graded notebook's incidents (``found``), where ``memory_error`` (a cell's MemoryError, the sandbox's limit)
+        stands only if the grader saw the kernel's memory come to its bound: a cell can raise MemoryError itself."""
+        if self.out_of_memory:
+            return found if memory_error in found else [*found, f"the kernel ran out of memory ({self.memory()})"]
+        if not (self.memory_peak or self.data_peak):
+            return [f"{note}, as the cell reported it ({self.memory()})" if note == memory_error else note
+                    for note in found]
+        return [f"a cell raised MemoryError below the sandbox's memory limit ({self.memory()})"
+                if note == memory_error else note for note in found]
+
+    def notes(self) -> list[str]:
+        """What the row of a graded notebook should say of how its kernel ended (beyond time and memory)."""
+        found = []
+        if self.stopped_answering:
+            found.append(f"the kernel stopped answering after a cell's time limit: the {self.not_run} cell(s) after "
+                         f"it were not run (their tests score 0)")
+        if self.not_kept:
+            found.append(f"not kept of what the kernel left in its folder: {', '.join(self.not_kept)}")
+        return found
 
 
 def ending_path(workdir: Path) -> Path:
@@ -147,19 +228,87 @@ def pids_problem() -> str | None:
     return None
 
 
+def memory_problem() -> str | None:
+    root = cgroup_root("memory")
+    if root is None or not os.access(root, os.W_OK):
+        return ("no writable memory cgroup: memory is bounded by RLIMIT_DATA only (shared maps and files in RAM are "
+                "not counted), and no row can say a kernel ran out of memory")
+    return None
+
+
+def read_info(fd: int, seconds: float = 30) -> dict:
+    """What bubblewrap writes to its ``--info-fd`` (``child-pid``, the namespaces' inodes); {} if it wrote nothing."""
+    data, deadline = b"", time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+        chunk = os.read(fd, 4096)
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return json.loads(data)
+        if not chunk:
+            break
+    return {}
+
+
+def sandbox_root(info: dict) -> str | None:
+    """``/proc/<pid>/root`` of the sandbox bubblewrap described in ``info`` while that sandbox still exists (its
+    first process is the one in that mount namespace, not a later process given the same pid), else None."""
+    root = f"/proc/{info.get('child-pid')}/root"
+    try:
+        return root if os.stat(f"/proc/{info.get('child-pid')}/ns/mnt").st_ino == info.get("mnt-namespace") else None
+    except OSError:
+        return None
+
+
+@lru_cache
+def reach_problem() -> str | None:
+    """Why the grader cannot reach into a sandbox's own folders through ``/proc/<pid>/root`` (the kernel's sockets
+    and working folder then live on the grader's disk), or None when it can."""
+    if bwrap_problem() is not None:
+        return bwrap_problem()
+    read, write = os.pipe()
+    try:  # the sandbox says "ready" once set up (bubblewrap names its process earlier), then waits
+        process = subprocess.Popen(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--tmpfs",
+                                    "/tmp", "--info-fd", str(write), "sh", "-c", "echo ready; exec cat"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   pass_fds=(write,))
+    except OSError as error:
+        return str(error)
+    finally:
+        os.close(write)
+    try:
+        root = sandbox_root(read_info(read, 30))
+        if root is None or not select.select([process.stdout], [], [], 30)[0] or not process.stdout.readline():
+            return "bubblewrap did not say which process runs the sandbox"
+        os.listdir(f"{root}/tmp")
+        return None
+    except OSError as error:
+        return f"cannot reach into the sandbox ({error})"
+    finally:
+        os.close(read)
+        process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+        process.stdout.close()
+
+
 def resolve(mode: str) -> tuple[str, str]:
     """The mode grading will really use, and a warning to show (empty when all is well)."""
     if mode == "off":
         return "off", "sandbox off: student code runs with this account's rights, unbounded"
     if mode == "limits":
-        return "limits", ("resource limits only, no bubblewrap (--sandbox limits): student code runs with this "
-                          "account's rights and can read solutions/ and the gradebook")
+        return "limits", "; ".join(p for p in ("resource limits only, no bubblewrap (--sandbox limits): student code "
+                                               "runs with this account's rights and can read solutions/ and the "
+                                               "gradebook", memory_problem()) if p)
     problem = bwrap_problem()
     if problem is not None:
         if mode == "bwrap":
             raise CourseError(NO_BWRAP.format(why=problem))
-        return "limits", NO_BWRAP.format(why=problem)
-    return "bwrap", pids_problem() or ""
+        return "limits", "; ".join(p for p in (NO_BWRAP.format(why=problem), memory_problem()) if p)
+    reach = reach_problem()
+    if reach is not None:
+        reach = (f"{reach}: kernels write into their real working folders, each file bounded but not their total, "
+                 f"and what they leave is swept after they end")
+    return "bwrap", "; ".join(p for p in (pids_problem(), memory_problem(), reach) if p)
 
 
 def python_paths() -> list[Path]:
@@ -174,10 +323,16 @@ def python_paths() -> list[Path]:
     return sorted({p.resolve() for p in paths})
 
 
-def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "") -> list[str]:
+def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "", *, disk: int = GB, private: bool = False,
+               folders: tuple[str, ...] = (), files: tuple[tuple[int, str, int], ...] = ()) -> list[str]:
+    """bubblewrap's arguments for a kernel working in ``workdir``, reached through sockets in ``rundir``. ``private``:
+    its working folder is a tmpfs of ``disk`` bytes holding ``folders`` (relative) and ``files`` ((descriptor, path,
+    mode): copied in), and its sockets are in a tmpfs of their own; else both folders are bound from the grader's
+    disk. Either way its /tmp is a tmpfs of ``disk`` bytes, and nothing else is writable."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv",
-            "--ro-bind", "/usr", "/usr", "--ro-bind-try", "/etc", "/etc",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            "--ro-bind", "/usr", "/usr", "--ro-bind-try", "/etc", "/etc", "--proc", "/proc",
+            "--dev", "/dev", "--size", str(SHM), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            "--size", str(disk), "--tmpfs", "/tmp", "--dir", "/tmp/mpl"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
@@ -192,10 +347,20 @@ def bwrap_args(workdir: Path, rundir: Path, data_dir: str = "") -> list[str]:
     # JPY_PARENT_PID=1: the grader's pid means nothing in the sandbox's pid namespace, and
     # --die-with-parent already ends the kernel with its grader.
     env.update(HOME="/tmp", JPY_PARENT_PID="1", PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-               NBGRADER_EXECUTION=os.environ.get("NBGRADER_EXECUTION", "autograde"), MPLCONFIGDIR=str(rundir / "mpl"))
+               NBGRADER_EXECUTION=os.environ.get("NBGRADER_EXECUTION", "autograde"), MPLCONFIGDIR="/tmp/mpl")
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
-    return args + ["--bind", str(rundir), str(rundir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+    if private:
+        connection = str(rundir / "kernel.json")
+        args += ["--size", str(SOCKETS), "--tmpfs", str(rundir), "--ro-bind", connection, connection,
+                 "--size", str(disk), "--tmpfs", str(workdir)]
+        for folder in folders:
+            args += ["--dir", str(workdir / folder)]
+    else:
+        args += ["--bind", str(rundir), str(rundir), "--bind", str(workdir), str(workdir)]
+    for fd, path, mode in files:
+        args += ["--perms", f"{mode:04o}", "--file", str(fd), path]
+    return args + ["--remount-ro", "/", "--chdir", str(workdir)]
 
 
 def matplotlib_cache() -> Path:
@@ -205,13 +370,14 @@ def matplotlib_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
 
 
-def seed_matplotlib(folder: Path) -> None:
-    """Give a sandboxed kernel's matplotlib this account's font list: else each kernel scans the system's
+def font_lists() -> list[tuple[int, str, int]]:
+    """This account's matplotlib font lists, open, for the sandbox's ``/tmp/mpl``: else each kernel scans the system's
     fonts again into its empty cache (0.5 s or more per notebook; the fonts are at the same paths inside)."""
-    folder.mkdir(exist_ok=True)
-    for found in matplotlib_cache().glob("fontlist-*.json"):
+    found = []
+    for path in matplotlib_cache().glob("fontlist-*.json"):
         with contextlib.suppress(OSError):
-            shutil.copyfile(found, folder / found.name)
+            found.append((os.open(path, os.O_RDONLY | os.O_NOFOLLOW), f"/tmp/mpl/{path.name}", 0o644))
+    return found
 
 
 def limits_args(sandbox: Sandbox, name: str) -> list[str]:
@@ -221,12 +387,63 @@ def limits_args(sandbox: Sandbox, name: str) -> list[str]:
             "--fsize", str(sandbox.max_file_size), "--cgroup", name, "--"]
 
 
+class Tail:
+    """The end of what a kernel writes to its own stdout and stderr (fds 1 and 2, its subprocesses' too), read from a
+    pipe as it comes so the kernel never blocks on it; ``close`` gives the last ``keep`` bytes and the count."""
+
+    def __init__(self, keep: int):
+        self.read_fd, self.write_fd = os.pipe()
+        self.keep, self.total, self._chunks, self._held = keep, 0, collections.deque(), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="kernel-output")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        stopped = None
+        while True:
+            ready = select.select([self.read_fd], [], [], 0.2)[0]
+            if self._stop.is_set():
+                stopped = stopped or time.monotonic()
+                if not ready or time.monotonic() - stopped > 5:  # a leftover process may write on: stop anyway
+                    break
+            if ready:
+                data = os.read(self.read_fd, 1 << 16)
+                if not data:
+                    break
+                self.total += len(data)
+                self._chunks.append(data)
+                self._held += len(data)
+                while self._held - len(self._chunks[0]) >= self.keep:
+                    self._held -= len(self._chunks.popleft())
+        os.close(self.read_fd)
+
+    def started(self) -> None:
+        """The kernel has its copy of the pipe's end: close this process's (once: the number is reused)."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> bytes:
+        self.started()
+        self._stop.set()
+        self._thread.join(3)
+        return b"".join(self._chunks)[-self.keep:] if self.keep else b""
+
+
 class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager that starts the kernel inside the sandbox. With bubblewrap the kernel has no
-    network, so it is reached over Unix sockets in a private folder shared with the sandbox."""
+    """A kernel manager that starts the kernel inside the sandbox. With bubblewrap the kernel has no network, so it
+    is reached over Unix sockets: in a tmpfs of the sandbox's own, through ``/proc/<pid>/root`` (``reach_problem``),
+    or in a private folder of the grader's bound into the sandbox."""
 
     _rundir: Path | None = None
-    exited: tuple[int, str] | None = None  # (exit status, end of stderr) of a kernel that died by itself
+    exited: tuple[int, str] | None = None  # (exit status, end of its stdout and stderr) of a kernel that died by itself
+    memory: dict | None = None             # what its memory cgroup saw (``limits.memory_seen``)
+    memory_limit = 0                       # the bound on its memory (0: not sandboxed)
+    data_peak = 0                          # the most data (RLIMIT_DATA's count) a process of it held when looked at
+    not_kept: list[str] = []               # what it left in its private working folder that did not come back
+    _tail: Tail | None = None
+    _info: dict = {}
+    _private = False
 
     def _sandbox(self) -> tuple[Sandbox, str]:
         sandbox = Sandbox(parent=self)
@@ -241,7 +458,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         sandbox, mode = self._sandbox()
         self._rundir = Path(tempfile.mkdtemp(prefix="handwritten-kernel-"))
         if mode == "bwrap":
-            seed_matplotlib(self._rundir / "mpl")
             self.transport = "ipc"
             self.ip = str(self._rundir / "kernel")
             self.connection_file = str(self._rundir / "kernel.json")
@@ -249,44 +465,109 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         sandbox, mode = self._sandbox()
-        self.exited = None
-        # the kernel's stderr, kept to say why it died (the grader's own stderr is the log)
-        kw["stderr"] = open(self._rundir / "stderr", "wb")
+        self.exited, self.memory, self.not_kept, self._info, self.data_peak = None, None, [], {}, 0
+        self._cgroup = f"kernel-{os.getpid()}-{id(self)}" if mode != "off" else None
+        self.memory_limit = sandbox.memory if mode != "off" else 0
+        self._tail = Tail(sandbox.kernel_log)
+        kw["stdout"] = kw["stderr"] = self._tail.write_fd  # the kernel's fds 1 and 2: the log's, never the terminal
         kw["env"] = {**(kw.get("env") or os.environ), **thread_env()}
+        self._workdir = Path(kw.get("cwd") or os.getcwd()).resolve()
+        files, info = [], None
         if mode != "off":
-            name = f"kernel-{os.getpid()}-{id(self)}"
-            prefix = limits_args(sandbox, name)
+            prefix = limits_args(sandbox, self._cgroup)
             if mode == "bwrap":
-                workdir = Path(kw.get("cwd") or os.getcwd()).resolve()
-                prefix += bwrap_args(workdir, self._rundir, sandbox.data_dir) + ["--"]
+                self._private = reach_problem() is None
+                folders, seeded = seeds(self._workdir) if self._private else ([], [])
+                files = [(fd, str(self._workdir / path), perms) for path, fd, perms in seeded] + font_lists()
+                info = os.pipe()
+                kw["pass_fds"] = (info[1], *(fd for fd, _, _ in files))
+                prefix += bwrap_args(self._workdir, self._rundir, sandbox.data_dir, disk=sandbox.disk,
+                                     private=self._private, folders=tuple(folders), files=tuple(files))
+                prefix += ["--info-fd", str(info[1]), "--"]
             kernel_cmd = prefix + list(kernel_cmd)
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:
-            kw["stderr"].close()  # the kernel has its own copy
+            self._tail.started()
+            for fd in [*(fd for fd, _, _ in files), *(info[1:] if info else ())]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if info:
+                self._info = read_info(info[0])
+                os.close(info[0])
+        root = sandbox_root(self._info) if self._private else None
+        if root is not None:  # the grader's end of each socket: a link to the kernel's, inside the sandbox
+            for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+                port = getattr(self, name)
+                os.symlink(f"{root}{self.ip}-{port}", f"{self.ip}-{port}")
 
-    def _note_exit(self) -> None:
-        """Remember how a kernel that has already ended ended (a signal says which limit killed it)."""
+    def note_data(self) -> None:
+        """Keep the most data (what RLIMIT_DATA counts, from /proc) a process of the sandboxed kernel holds now."""
         process = getattr(self.provisioner, "process", None)
-        if process is not None and process.poll() is not None:
-            try:
-                with open(self._rundir / "stderr", "rb") as f:
-                    f.seek(max(0, f.seek(0, 2) - 4000))
-                    tail = f.read().decode(errors="replace")
-            except (OSError, TypeError):
-                tail = ""
-            self.exited = (process.returncode, tail)
+        if not getattr(self, "_cgroup", None) or process is None:
+            return
+        for pid in cgroup_procs(self._cgroup) or [process.pid]:
+            with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status", "rb") as status:
+                data = next((line for line in status if line.startswith(b"VmData:")), b"VmData: 0 kB")
+                self.data_peak = max(self.data_peak, int(data.split()[1]) * 1024)
+
+    def _note_end(self) -> None:
+        """Remember how a kernel that has already ended ended (a signal says which limit killed it), and what its
+        memory cgroup saw."""
+        self.note_data()
+        seen = memory_seen(self._cgroup) if getattr(self, "_cgroup", None) else None
+        if seen is not None:
+            peak = max(seen["peak"], (self.memory or {}).get("peak", 0))
+            self.memory = {**seen, "peak": peak}
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is not None and self.exited is None:
+            tail = self._tail.close() if self._tail is not None else b""
+            self.exited = (process.returncode, tail[-4000:].decode(errors="replace"))
+
+    def _harvest(self) -> None:
+        """Copy back what the kernel left in its private working folder while the sandbox still exists."""
+        root = sandbox_root(self._info) if self._private else None
+        if root is None:
+            return
+        try:
+            source = open_beneath(root, self._workdir)
+        except OSError:
+            return
+        try:
+            self.not_kept = harvest(source, self._workdir, Sandbox(parent=self).kept)
+        except OSError as error:
+            self.not_kept = [f"its folder could not be read back ({error})"]
+        finally:
+            os.close(source)
+
+    def _log_output(self) -> None:
+        """Copy the end of what the kernel wrote to its own stdout and stderr into the grading log (fd 2)."""
+        if self._tail is None:
+            return
+        tail, total = self._tail.close(), self._tail.total
+        self._tail = None
+        if total:
+            text = tail.decode(errors="replace")
+            lines = "".join(f"  | {line}\n" for line in text.splitlines())
+            with contextlib.suppress(OSError):
+                os.write(2, (f"[kernel output] {self._workdir}: the last {len(tail)} of the {total} bytes it wrote "
+                             f"to its own stdout and stderr\n{lines}").encode())
 
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-        self._note_exit()  # before the shutdown kills it (if still alive) and forgets the process
+        self._note_end()  # before the shutdown kills it (if still alive) and forgets the process
+        self._harvest()
         await super()._async_shutdown_kernel(now=now, restart=restart)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        self._note_exit()  # a kernel found dead is not shut down, only cleaned up
+        self._note_end()  # a kernel found dead is not shut down, only cleaned up
         await super()._async_cleanup_resources(restart=restart)
-        if self._rundir is not None and not restart:
-            shutil.rmtree(self._rundir, ignore_errors=True)
-            self._rundir = None
+        if not restart:
+            self._log_output()
+            if getattr(self, "_cgroup", None):
+                remove_cgroups(self._cgroup)
+            if self._rundir is not None:
+                shutil.rmtree(self._rundir, ignore_errors=True)
+                self._rundir = None
 
     # AsyncKernelManager binds these names to KernelManager's coroutines: rebind them to ours
     cleanup_resources = _async_cleanup_resources
@@ -296,10 +577,18 @@ class SandboxedKernelManager(AsyncKernelManager):
 GUARD = Path(__file__).with_name("kernel_guard.py")
 
 
+class KernelStoppedAnswering(KernelTimedOut):
+    """After a cell's time limit interrupted it, the kernel did not answer a request: it is not running cells."""
+
+
+NOT_RUN = "not run: the kernel had stopped answering (after an earlier cell's time limit)"
+
+
 class SandboxedExecute(Execute):
     """nbgrader's Execute, with every kernel started by ``SandboxedKernelManager``, the kernel guard
-    (``kernel_guard.py``) undoing monkeypatches before every test cell, and the kernel's ending written
-    down for the grader (``ending_path``)."""
+    (``kernel_guard.py``) undoing monkeypatches before every test cell, a kernel that stops answering ending the
+    notebook at once, what the kernel left in its working folder swept (``workdir.sweep``), and the kernel's ending
+    written down for the grader (``ending_path``)."""
 
     # nbgrader raises when a cell's output has not all arrived 4 s after its reply, and the whole notebook then
     # ends as "grading failed": a student's cell that prints 100 MB on a busy machine, or a kernel whose display
@@ -310,7 +599,7 @@ class SandboxedExecute(Execute):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
-        self._code_cells_run, self._memory_error = 0, False
+        self._code_cells_run = 0
         self.ending, self._manager, self._course_names, self._agent_loaded = Ending(), None, None, False
 
     def preprocess(self, nb, resources=None, km=None):
@@ -320,20 +609,32 @@ class SandboxedExecute(Execute):
         # kernel must not read them there (the graded notebook is written back when the run ends)
         with contextlib.suppress(OSError, TypeError):
             (workdir / f"{(resources or {}).get('unique_key')}.ipynb").unlink()
+        before = snapshot(workdir)
         try:
             return super().preprocess(nb, resources, km)
         finally:
-            if self._manager is not None and self._manager.exited is not None:
-                self.ending.exit_status, self.ending.stderr = self._manager.exited
+            manager, ending = self._manager, self.ending
+            if manager is not None:
+                if manager.exited is not None:
+                    ending.exit_status, ending.stderr = manager.exited
+                seen, limit = manager.memory or {}, manager.memory_limit
+                ending.memory_limit, ending.memory_peak = limit, seen.get("peak", 0)
+                ending.data_peak = manager.data_peak
+                ending.out_of_memory = bool(limit) and (bool(seen.get("oom_kills")) or ending.memory_peak >= limit
+                                                        or ending.data_peak >= NEAR * limit)
+                ending.not_kept = list(manager.not_kept)
+            # links, pipes and devices the kernel left, and what it wrote past the bound, go before nbgrader writes the
+            # graded notebook here and copies this folder into the feedback (a private working folder leaves none)
+            ending.not_kept += sweep(workdir, before, Sandbox(parent=self).kept)
             with contextlib.suppress(OSError):  # without it, the grader only says less about this kernel
-                write_atomic(ending_path(workdir), json.dumps(asdict(self.ending), indent=1) + "\n")
+                write_atomic(ending_path(workdir), json.dumps(asdict(ending), indent=1) + "\n")
 
     def create_kernel_manager(self):
         self._manager = super().create_kernel_manager()  # nbclient forgets it once the kernel is cleaned up
         return self._manager
 
     async def async_start_new_kernel(self, **kwargs):
-        self._code_cells_run, self._memory_error, self._course_names, self._agent_loaded = 0, False, None, False
+        self._code_cells_run, self._course_names, self._agent_loaded = 0, None, False
         self._deadline = time.monotonic() + Sandbox(parent=self).wall_seconds
         await super().async_start_new_kernel(**kwargs)
 
@@ -349,7 +650,27 @@ class SandboxedExecute(Execute):
         self.ending.timeouts += 1  # what the row says of time limits comes from here, never from a cell's output
         if time.monotonic() >= getattr(self, "_deadline", float("inf")) - 1:
             self.ending.past_wall = True  # interrupted by the notebook's limit, not the cell's: say so
-        return await super()._async_handle_timeout(timeout, cell)
+        reply = await super()._async_handle_timeout(timeout, cell)
+        if not await self._answers(Sandbox(parent=self).answer_seconds):
+            # e.g. a replaced displayhook makes the kernel fail every request before handling it: every later
+            # cell would wait its whole time limit
+            self.ending.stopped_answering = True
+            raise KernelStoppedAnswering()
+        return reply
+
+    async def _answers(self, seconds: float) -> bool:
+        """Whether the kernel answers a ``kernel_info`` request within ``seconds`` (earlier replies are dropped:
+        the cell they answer has already ended)."""
+        msg_id = self.kc.kernel_info()
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=left))
+            except Empty:
+                return False
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+        return False
 
     async def _quietly(self, code: str) -> None:
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
@@ -412,6 +733,21 @@ class SandboxedExecute(Execute):
         return self.tests_run_in == "grader"
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type == "code" and cell.source.strip() and self.ending.stopped_answering:
+            self.ending.not_run += 1
+            cell.outputs = [nbformat.v4.new_output("error", ename="KernelStoppedAnswering", evalue=NOT_RUN,
+                                                   traceback=[NOT_RUN])]  # an error output: a test cell scores 0
+            return cell
+        try:
+            return await self._execute_cell(cell, cell_index, execution_count, store_history)
+        except KernelStoppedAnswering:  # the cell's time limit, as nbgrader records it; the later cells are not run
+            cell.outputs.append(nbformat.v4.new_output("error", **self.error_on_timeout))
+            return cell
+        finally:
+            if cell.cell_type == "code" and self._manager is not None:
+                self._manager.note_data()  # a MemoryError a cell shows is only its word: this is the grader's look
+
+    async def _execute_cell(self, cell, cell_index, execution_count, store_history):
         if cell.cell_type == "code" and utils.is_grade(cell) and self._tests_in_grader():
             return await self._run_trusted(cell, cell_index)
         if cell.cell_type == "code" and cell.source.strip():
@@ -419,12 +755,7 @@ class SandboxedExecute(Execute):
                 await self._quietly(GUARD.read_text())
             elif utils.is_grade(cell):
                 await self._quietly("__handwritten_guard__()")
-        try:
-            result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-        except DeadKernelError:
-            self.ending.out_of_memory = self._memory_error  # it died after a MemoryError: say so in its row
-            raise
-        self._memory_error |= any(o.get("ename") == "MemoryError" for o in cell.get("outputs", []))
+        result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         if cell.cell_type == "code" and cell.source.strip():
             self._code_cells_run += 1
             if self._code_cells_run == 1 and not self._tests_in_grader():  # the setup cell: its modules, by name
