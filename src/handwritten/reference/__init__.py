@@ -9,9 +9,11 @@ module             lesson  what it holds
                            ``is_3``, ``validation_accuracy``; ``rgb_to_grey``; k-NN's
                            ``distance_matrix``, ``knn_predict``, ``confusion_matrix``
 ``sgd``            02      the seven steps: ``apply_step``, ``mnist_loss``, ``batch_accuracy``,
-                           ``BasicOptim``, ``train_epoch``, ``validate_epoch``, ``train_model``
+                           ``BasicOptim``, ``train_epoch``, ``validate_epoch``, ``train_model``; gradients
+                           by hand: ``quadratic_gradient``, ``finite_difference``, ``mnist_loss_gradient``
 ``batching``       02, 05  ``TensorBatches``: mini-batches sliced from tensors held in memory
-``torch_nn``       03      ``log_softmax``, ``nll``, ``accuracy``, ``loss_batch``, ``fit``, ``get_data``
+``torch_nn``       03      ``log_softmax``, ``nll``, ``cross_entropy_grad``, ``accuracy``, ``loss_batch``,
+                           ``train_epoch``, ``fit``, ``choose_epochs``, ``get_data``, ``train_model``
 ``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, ``conv_output_shape``
 ``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``lenet_shapes``,
                            ``evaluate_accuracy``, ``train_fast``
