@@ -20,6 +20,7 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+from handwritten.grading import sandbox, workdir
 from handwritten.grading.limits import cgroup_root
 from handwritten.grading.sandbox import (
     Ending,
@@ -225,10 +226,13 @@ open('big.bin', 'wb').write(bytes(3 * 1024**2))
 """
 
 
-@pytest.mark.parametrize("mode", ["bwrap", "limits"])
-def test_links_the_kernel_leaves_are_never_followed_and_its_files_come_back_bounded(tmp_path, mode):
-    if mode == "bwrap":
+@pytest.mark.parametrize("mode", ["bwrap", "bwrap-shared", "limits"])
+def test_links_the_kernel_leaves_are_never_followed_and_its_files_come_back_bounded(tmp_path, mode, monkeypatch):
+    if mode.startswith("bwrap"):
         needs_bwrap()
+    if mode == "bwrap-shared":  # the grader cannot reach into the sandbox: it binds the real folder, then sweeps it
+        monkeypatch.setattr(sandbox, "reach_problem", lambda: "no /proc here")
+        mode = "bwrap"
     course = tmp_path / "course"
     course.mkdir()
     secret = course / "solution.ipynb"
@@ -245,7 +249,8 @@ def test_links_the_kernel_leaves_are_never_followed_and_its_files_come_back_boun
     assert not any(p.is_symlink() for p in work.rglob("*"))
     assert tree(course) == before  # its bytes and its mode
     said = ", ".join(ending.not_kept)
-    for name in ("solution.txt (a link)", "course (a link)", "lesson.ipynb (a link)", "big.bin"):
+    for name in ("solution.txt (a link)", "course (a link)", "lesson.ipynb (a link)",
+                 "1 file(s) of 3.0 MB over the 2 MB"):
         assert name in said, said
     if mode == "limits":
         assert "hard.txt (a hard link)" in said and "pipe (a pipe)" in said
@@ -264,7 +269,7 @@ def test_the_kernels_stdout_and_stderr_go_to_the_log_bounded(tmp_path, capfd):
     assert f"  | {marker}-last" in log and "of the 1000" in log and len(log) < 64 * 1024 + 10_000, len(log)
 
 
-def test_memory_however_allocated_is_bounded_and_the_ending_says_what_the_grader_saw(tmp_path):
+def test_memory_however_allocated_is_bounded_and_the_ending_says_what_the_grader_saw(tmp_path, monkeypatch):
     if cgroup_root("memory") is None or not os.access(cgroup_root("memory"), os.W_OK):
         pytest.skip("no memory cgroup can be made here")
     mode = "bwrap" if bwrap_problem() is None else "limits"
@@ -273,7 +278,9 @@ def test_memory_however_allocated_is_bounded_and_the_ending_says_what_the_grader
     nb, ending = execute(tmp_path / "bomb", "x = 1", bomb, "print('after')", mode=mode, memory=GB)
     assert ending.out_of_memory and ending.memory_peak >= ending.memory_limit == GB, ending
     assert "ran out of memory (the sandbox allows 1 GB)" in ending.killed(Sandbox(memory=GB))
-    # the data limit's MemoryError, seen in the kernel's data at the cell's end (its resident memory stays lower)
+    # the data limit's MemoryError, seen in the kernel's data at the cell's end (its resident memory stays lower),
+    # found among the processes below the kernel's where no cgroup lists them
+    monkeypatch.setattr(sandbox, "cgroup_procs", lambda name: [])
     nb, ending = execute(tmp_path / "data", "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024**2))",
                          "import os\nos._exit(1)", mode=mode, memory=GB)
     assert ending.out_of_memory and ending.data_peak >= 0.9 * GB and ending.exit_status == 1, ending
@@ -318,3 +325,45 @@ def test_the_grader_reaches_into_the_sandbox_where_it_can():
     needs_bwrap()
     if os.environ.get("CI") or os.geteuid() == 0:
         assert reach_problem() is None
+
+
+def test_the_sweep_and_the_copy_back_follow_no_link_and_keep_little(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("the instructor's")
+    before = tree(outside)
+
+    def leave(folder: Path) -> None:  # what a kernel can leave
+        folder.mkdir()
+        (folder / "nbgrader.csv").write_text("nbgrader's own")
+        (folder / "link").symlink_to(outside / "secret")
+        (folder / "folder-link").symlink_to(outside)
+        os.link(outside / "secret", folder / "hard")
+        os.mkfifo(folder / "pipe")
+        deep = folder.joinpath(*["d"] * 20)
+        deep.mkdir(parents=True)
+        (deep / "x").write_text("deep")
+        (folder / "many").mkdir()
+        for i in range(1005):
+            (folder / "many" / f"{i:04}").write_text("x")
+
+    leave(tmp_path / "swept")
+    removed = ", ".join(workdir.sweep(tmp_path / "swept", {"nbgrader.csv"}, 1000))
+    left = {str(p.relative_to(tmp_path / "swept")) for p in (tmp_path / "swept").rglob("*")}
+    assert "nbgrader.csv" in left and not {"link", "folder-link", "hard", "pipe"} & left
+    files = [p for p in left if (tmp_path / "swept" / p).is_file()]
+    assert max(p.count("/") for p in left) < workdir.MAX_DEPTH and len(files) == workdir.MAX_FILES + 1  # nbgrader's
+    for said in ("link (a link)", "hard (a hard link)", "pipe (a pipe)", "1 file(s) of 0.0 MB in folders nested",
+                 "over the 0.000953674 MB or 1000 files kept"):
+        assert said in removed, removed
+    leave(tmp_path / "sandbox")
+    (tmp_path / "back").mkdir()
+    source = os.open(tmp_path / "sandbox", os.O_RDONLY)
+    try:
+        dropped = ", ".join(workdir.harvest(source, tmp_path / "back", 1000))
+    finally:
+        os.close(source)
+    back = {str(p.relative_to(tmp_path / "back")) for p in (tmp_path / "back").rglob("*")}
+    assert not any((tmp_path / "back" / p).is_symlink() for p in back) and "hard" not in back and "pipe" not in back
+    assert len(back) == workdir.MAX_FILES and "over the 1000 files kept" in dropped and "link (a link)" in dropped
+    assert tree(outside) == before

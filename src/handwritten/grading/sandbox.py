@@ -3,26 +3,27 @@
 With bubblewrap (``bwrap``), the kernel sees a read-only system and Python, a private ``/tmp`` and
 ``$HOME``, and of the course only its own working directory ``autograded/<student>/<lesson>/``: no
 ``solutions/``, no gradebook, no other student. It has no network (its own empty network namespace;
-it talks to the grader over Unix sockets in a private folder) and no capabilities, and it cannot see
+it talks to the grader over Unix sockets in a tmpfs of their own) and no capabilities, and it cannot see
 the grader's environment variables (a gradebook URL may hold a password). Under bubblewrap or not,
 memory (however allocated, where a memory cgroup can be made), CPU time, file size and the number of processes
 are bounded (``limits.py``).
 
-Under bubblewrap, what the kernel writes never reaches the grader's disk while it runs: its working folder, its
-``/tmp`` and ``/dev/shm`` are private RAM-backed tmpfs of bounded size (``Sandbox.disk``; their pages count in its
-memory), its working folder starts as a copy of the real one's regular files, and only the regular files it leaves
-there come back, bounded, never through a link (``workdir.py``). Without bubblewrap (or where the grader cannot
-reach into the sandbox's folders), the kernel writes into the real folder, and the links, pipes and devices it
-leaves there, and what it wrote past the bound, are removed once it has ended: before nbgrader writes the graded
-notebook there and copies the folder into the feedback. The kernel's own stdout and stderr (file descriptors 1
-and 2, and a subprocess's) go to the grading log, their end only (``Sandbox.kernel_log``), never the terminal.
+Under bubblewrap, what the kernel writes never reaches the grader's disk while it runs: its working folder and its
+``/tmp`` (``Sandbox.disk`` each) and its ``/dev/shm`` (64 MB) are private RAM-backed tmpfs, their pages counted in
+its memory, and the rest of its root is read-only. Its working folder starts as a copy of the real one's regular
+files, and only the regular files it leaves there come back, bounded (``Sandbox.kept``), never through a link
+(``workdir.py``). Without bubblewrap (or where the grader cannot reach into the sandbox's folders), the kernel writes
+into the real folder, and the links, pipes and devices it leaves there, and what it wrote past the bound, are
+removed once it has ended: before nbgrader writes the graded notebook there and copies the folder into the feedback.
+The kernel's own stdout and stderr (file descriptors 1 and 2, and a subprocess's) go to the grading log, their end
+only (``Sandbox.kernel_log``), never the terminal.
 
 Without bubblewrap, only the limits apply: the mode is then ``limits`` and grading says so loudly.
 nbgrader loads ``SandboxedExecute`` in place of its ``Execute`` (``autograders/nbgrader_config.py``).
 
-How each kernel ended (it died, and how; it ran out of memory, as its memory cgroup saw it, never as a cell
-says; the notebook reached its wall-time limit; it stopped answering) is the executor's to know and the
-grader's to report. The executor writes it down, as
+How each kernel ended (it died, and how; it ran out of memory, as its memory cgroup or its data's size after a cell
+showed, never as a cell says; the notebook reached its wall-time limit; it stopped answering) is the executor's
+to know and the grader's to report. The executor writes it down, as
 ``autograded/<student>/<lesson>.ending.json`` (``ending_path``): beside the kernel's working folder, never
 in it, so the sandboxed kernel cannot reach it; the grader reads it back with ``read_ending``, whether
 nbgrader ran in the grader's process or in another one.
@@ -387,6 +388,16 @@ def limits_args(sandbox: Sandbox, name: str) -> list[str]:
             "--fsize", str(sandbox.max_file_size), "--cgroup", name, "--"]
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and the processes below it (where no cgroup lists a kernel's processes)."""
+    found, i = [pid], 0
+    while i < len(found):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(child) for child in Path(f"/proc/{found[i]}/task/{found[i]}/children").read_text().split()]
+        i += 1
+    return found
+
+
 class Tail:
     """The end of what a kernel writes to its own stdout and stderr (fds 1 and 2, its subprocesses' too), read from a
     pipe as it comes so the kernel never blocks on it; ``close`` gives the last ``keep`` bytes and the count."""
@@ -506,7 +517,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         process = getattr(self.provisioner, "process", None)
         if not getattr(self, "_cgroup", None) or process is None:
             return
-        for pid in cgroup_procs(self._cgroup) or [process.pid]:
+        for pid in cgroup_procs(self._cgroup) or descendants(process.pid):
             with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status", "rb") as status:
                 data = next((line for line in status if line.startswith(b"VmData:")), b"VmData: 0 kB")
                 self.data_peak = max(self.data_peak, int(data.split()[1]) * 1024)
@@ -549,9 +560,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         if total:
             text = tail.decode(errors="replace")
             lines = "".join(f"  | {line}\n" for line in text.splitlines())
-            with contextlib.suppress(OSError):
-                os.write(2, (f"[kernel output] {self._workdir}: the last {len(tail)} of the {total} bytes it wrote "
-                             f"to its own stdout and stderr\n{lines}").encode())
+            with contextlib.suppress(OSError), open(2, "wb", closefd=False) as log:  # this process's stderr: the log
+                log.write(f"[kernel output] {self._workdir}: the last {len(tail)} of the {total} bytes it wrote to its "
+                          f"own stdout and stderr\n{lines}".encode())
 
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         self._note_end()  # before the shutdown kills it (if still alive) and forgets the process

@@ -14,6 +14,7 @@ import shutil
 import stat
 from pathlib import Path
 
+MB = 1024**2
 MAX_FILES = 1000  # files (and folders) kept of what a kernel leaves in its folder
 MAX_DEPTH = 16    # folders deeper than this are not copied
 NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -101,22 +102,22 @@ def harvest(source_fd: int, target: Path, budget: int) -> list[str]:
             what = kind(info.st_mode, info.st_nlink)
             if into is None:
                 continue  # its folder was not kept
-            if not what and count >= MAX_FILES:
-                what = f"over the {MAX_FILES} files kept"
-            elif not what and stat.S_ISDIR(info.st_mode) and depth >= MAX_DEPTH:
-                what = f"folders nested deeper than {MAX_DEPTH}"
-            elif not what and stat.S_ISREG(info.st_mode) and info.st_size > left:
-                what = f"{info.st_size} bytes, over the {budget} kept"
             if what:
-                dropped.add(f"{path} ({what})")
-                continue
-            count += 1
-            if stat.S_ISDIR(info.st_mode):
+                dropped.name(path, what)
+            elif count >= MAX_FILES:
+                dropped.count(f"over the {MAX_FILES} files kept", info.st_size)
+            elif stat.S_ISDIR(info.st_mode) and depth >= MAX_DEPTH:
+                dropped.count(f"in folders nested deeper than {MAX_DEPTH}")
+            elif stat.S_ISREG(info.st_mode) and info.st_size > left:
+                dropped.count(f"over the {budget / MB:g} MB kept", info.st_size)
+            elif stat.S_ISDIR(info.st_mode):
+                count += 1
                 with contextlib.suppress(OSError):
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, 0o755, dir_fd=into)
                     targets[path] = os.open(name, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW, dir_fd=into)
             else:
+                count += 1
                 left -= _copy(name, fd, into, stat.S_IMODE(info.st_mode) & 0o755 | 0o600, info.st_size)
     finally:
         for fd in targets.values():
@@ -124,19 +125,25 @@ def harvest(source_fd: int, target: Path, budget: int) -> list[str]:
     return dropped.said()
 
 
-class Dropped(list):
-    """What was not kept, in words: the first 20, then how many more."""
+class Dropped:
+    """What was not kept, in words: links and special files by name (the first 20), the rest counted by why."""
 
-    more = 0
+    def __init__(self):
+        self.named, self.more, self.counted = [], 0, {}
 
-    def add(self, text: str) -> None:
-        if len(self) < 20:
-            self.append(text)
+    def name(self, path: str, what: str) -> None:
+        if len(self.named) < 20:
+            self.named.append(f"{path} ({what})")
         else:
             self.more += 1
 
+    def count(self, why: str, size: int = 0) -> None:
+        files, total = self.counted.get(why, (0, 0))
+        self.counted[why] = (files + 1, total + size)
+
     def said(self) -> list[str]:
-        return list(self) + ([f"and {self.more} more"] if self.more else [])
+        return self.named + ([f"and {self.more} more"] if self.more else []) + [
+            f"{files} file(s) of {total / MB:.1f} MB {why}" for why, (files, total) in self.counted.items()]
 
 
 def _copy(name: str, from_fd: int, to_fd: int, mode: int, size: int) -> int:
@@ -189,20 +196,21 @@ def sweep(folder: Path, before: set[str], budget: int) -> list[str]:
             if stat.S_ISDIR(info.st_mode) and depth >= MAX_DEPTH and path not in before:
                 try:  # below the depth walked: the folder goes whole (rmtree follows no link)
                     shutil.rmtree(name, dir_fd=fd)
-                    removed.add(f"{path} (folders nested deeper than {MAX_DEPTH})")
+                    removed.count(f"in folders nested deeper than {MAX_DEPTH}")
                 except (OSError, RecursionError):
-                    removed.add(f"{path} (folders nested too deep to remove)")
-                continue
-            if not what and stat.S_ISREG(info.st_mode) and path not in before:
-                count += 1
-                if count > MAX_FILES or info.st_size > left:
-                    what = "over what the sandbox keeps"
-                else:
-                    left -= info.st_size
-            if what:
+                    removed.name(path, "folders nested too deep to remove")
+            elif what:
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=fd)
-                    removed.add(f"{path} ({what})")
+                    removed.name(path, what)
+            elif stat.S_ISREG(info.st_mode) and path not in before:
+                count += 1
+                if count <= MAX_FILES and info.st_size <= left:
+                    left -= info.st_size
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                    removed.count(f"over the {budget / MB:g} MB or {MAX_FILES} files kept", info.st_size)
     finally:
         os.close(top)
     return removed.said()
