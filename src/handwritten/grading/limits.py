@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 
 CGROUP_PARENT = "handwritten-grading"
@@ -72,29 +73,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _make_cgroup(controller: str, name: str) -> Path | None:
+def make_cgroup(controller: str, name: str) -> Path | None:
     """A fresh cgroup ``handwritten-grading/<name>`` for ``controller``, or None where none can be made. The
     cgroups of kernels whose grader has ended (``kernel-<grader pid>-...``) are removed on the way."""
     root = cgroup_root(controller)
     if root is None:
         return None
     parent = root / CGROUP_PARENT
-    try:
-        parent.mkdir(exist_ok=True)
-        if (root / "cgroup.controllers").exists():  # v2: the controller must be handed down to the parent's children
-            for folder in (root, parent):
-                if controller not in (folder / "cgroup.subtree_control").read_text().split():
-                    (folder / "cgroup.subtree_control").write_text(f"+{controller}")
-        for stale in parent.iterdir():
-            owner = stale.name.split("-")[1:2]
-            if stale.is_dir() and stale.name != name and owner and owner[0].isdigit() and not _alive(int(owner[0])):
-                with contextlib.suppress(OSError):
-                    stale.rmdir()
-        group = parent / name
-        group.mkdir(exist_ok=True)
-        return group
-    except OSError:
-        return None
+    for _ in range(3):  # the parent goes with its last kernel: another grader may remove it meanwhile
+        try:
+            parent.mkdir(exist_ok=True)
+            if (root / "cgroup.controllers").exists():  # v2: the controller must be handed down to the children
+                for folder in (root, parent):
+                    if controller not in (folder / "cgroup.subtree_control").read_text().split():
+                        (folder / "cgroup.subtree_control").write_text(f"+{controller}")
+            for stale in parent.iterdir():
+                owner = stale.name.split("-")[1:2]
+                if stale.is_dir() and stale.name != name and owner and owner[0].isdigit() and not _alive(int(owner[0])):
+                    with contextlib.suppress(OSError):
+                        stale.rmdir()
+            group = parent / name
+            group.mkdir(exist_ok=True)
+            return group
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return None
 
 
 def _write(path: Path, value: object) -> bool:
@@ -107,14 +112,14 @@ def _write(path: Path, value: object) -> bool:
 
 def join_pids_cgroup(name: str, max_pids: int) -> bool:
     """Put this process in a fresh cgroup that holds at most ``max_pids`` tasks (threads count)."""
-    group = _make_cgroup("pids", name)
+    group = make_cgroup("pids", name)
     return group is not None and _write(group / "pids.max", max_pids) and _write(group / "cgroup.procs", os.getpid())
 
 
 def join_memory_cgroup(name: str, limit: int) -> bool:
     """Put this process in a fresh cgroup whose memory, swap included, is at most ``limit`` bytes: past it the
     kernel's processes are killed. False where no such bound could be set."""
-    group = _make_cgroup("memory", name)
+    group = make_cgroup("memory", name)
     if group is None:
         return False
     if (group / "memory.max").exists():  # v2
@@ -171,12 +176,18 @@ def cgroup_procs(name: str) -> list[int]:
 
 
 def remove_cgroups(name: str) -> None:
-    """Remove the cgroups ``name`` once their processes have ended (left in place while any remain)."""
+    """Remove the cgroups ``name`` once their processes have ended (2 s at most: else they stay, for a later
+    grader to remove), and their parent when it is left empty, so nothing stays under the grader's own cgroup."""
     for controller in ("pids", "memory"):
         root = cgroup_root(controller)
-        if root is not None:
+        if root is None:
+            continue
+        group, deadline = root / CGROUP_PARENT / name, time.monotonic() + 2
+        while _read(group / "cgroup.procs").strip() and time.monotonic() < deadline:
+            time.sleep(0.02)  # a killed kernel's processes leave their cgroup a moment later
+        for folder in (group, group.parent):
             with contextlib.suppress(OSError):
-                (root / CGROUP_PARENT / name).rmdir()
+                folder.rmdir()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,7 +63,7 @@ from .. import wire
 from ..files import write_atomic
 from .cells import SETUP_ID
 from .course import CourseError
-from .limits import cgroup_procs, cgroup_root, memory_seen, pids_cgroup_root, remove_cgroups
+from .limits import cgroup_procs, make_cgroup, memory_seen, pids_cgroup_root, remove_cgroups
 from .outputs import CUT, LimitOutputSize  # noqa: F401 (course configs written before outputs.py name it here)
 from .trusted import KernelLost, KernelTimedOut, course_namespace, run_test_cell
 from .workdir import harvest, open_beneath, seeds, snapshot, sweep
@@ -147,19 +147,20 @@ class Ending:
 
     def killed(self, limits: Sandbox) -> str:
         """Why the kernel died, when the grader saw what killed it (a memory or CPU limit, a signal), or ""."""
-        status = self.exit_status
+        status = self.exit_status if self.exit_status is not None else 1 if self.out_of_memory else None
         if status is None:
             return ""
         number = -status if status < 0 else status - 128 if status > 128 else 0  # bubblewrap: signal n is 128 + n
         how = f"was killed ({signal_name(number)})" if signal_name(number) else "died"
-        if self.out_of_memory:
+        watched = bool(self.memory_peak)  # a memory cgroup counted it: a SIGKILL it did not send is not memory's
+        if self.out_of_memory or (number == signal.SIGKILL and not watched):
             return (f"the kernel {how} while running the notebook: it ran out of memory "
                     f"(the sandbox allows {limits.memory / GB:g} GB)" + ("" if number else " and could not go on"))
         if number == signal.SIGXCPU:
             return f"the kernel used up its CPU time ({limits.cpu_seconds} s) and was stopped"
         if number in CRASHES:
-            unwatched = "" if self.memory_peak else ": perhaps out of memory (no memory cgroup watched it here)"
-            return f"the kernel {how} while running the notebook{unwatched}"
+            return f"the kernel {how} while running the notebook" + (
+                "" if watched else ": perhaps out of memory (no memory cgroup watched it here)")
         return ""
 
     def memory(self) -> str:
@@ -229,11 +230,14 @@ def pids_problem() -> str | None:
     return None
 
 
+@lru_cache
 def memory_problem() -> str | None:
-    root = cgroup_root("memory")
-    if root is None or not os.access(root, os.W_OK):
-        return ("no writable memory cgroup: memory is bounded by RLIMIT_DATA only (shared maps and files in RAM are "
-                "not counted), and no row can say a kernel ran out of memory")
+    """Why no memory cgroup can bound a kernel here (one is made and removed to know), or None."""
+    name = f"kernel-{os.getpid()}-probe"
+    if make_cgroup("memory", name) is None:
+        return ("no memory cgroup can be made: memory is bounded by RLIMIT_DATA only (shared maps and files in RAM "
+                "are not counted), and a kernel killed for memory is not seen as such")
+    remove_cgroups(name)
     return None
 
 
