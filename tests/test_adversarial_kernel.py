@@ -242,6 +242,3 @@ def test_a_kernel_that_stops_answering_ends_its_notebook_at_once_with_its_points
     seen = ending(batch, "displayhook")
     assert seen["stopped_answering"] and seen["timeouts"] == 1 and seen["not_run"] >= 10, seen
 
-
-def test_the_grader_reached_into_the_sandboxes():
-    assert reach_problem() is None or not (os.environ.get("CI") or os.geteuid() == 0), reach_problem()
