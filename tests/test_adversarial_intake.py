@@ -30,7 +30,7 @@ from handwritten.grading.cases import graded_tests, load_cases, submission
 from handwritten.grading.collect import safe_id
 from handwritten.grading.sandbox import bwrap_problem
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 TIMEOUT = 60  # seconds per cell: nothing here should run long
@@ -41,15 +41,6 @@ if bwrap_problem() is not None:
         pytest.fail(f"bubblewrap is needed for the adversarial suite ({bwrap_problem()}): `make test` "
                     f"installs it under CI; run `make sandbox` as root", pytrace=False)
     pytest.skip(f"bubblewrap unavailable ({bwrap_problem()}): `make sandbox` installs it", allow_module_level=True)
-
-
-def without_demos(nb):
-    """The notebook with the lesson's own demonstration cells emptied: only its exercises and their tests run."""
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and not meta.get("locked") and not meta.get("solution"):
-            cell.source = ""
-    return nb
 
 
 def graded_cell(nb, grade_id):

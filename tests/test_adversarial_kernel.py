@@ -25,13 +25,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_forgery import up_to_corr2d, without_demos
+from test_forgery import up_to_corr2d
 
 from handwritten.grading import Course, release
 from handwritten.grading.cases import graded_tests, load_cases, solution_sources, submission
 from handwritten.grading.sandbox import Sandbox, bwrap_problem, memory_problem, reach_problem
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 TIMEOUT = 20  # seconds per cell: what the kernel that stops answering costs, once

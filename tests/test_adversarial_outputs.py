@@ -24,7 +24,7 @@ from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, load_cases, solution_sources, submission
 from handwritten.grading.outputs import CUT, LimitOutputSize
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 BIG = 20_000_000  # characters of each huge output: four times the notebook's bound; 20 to 40 MB of graded notebook
@@ -56,16 +56,6 @@ display({'application/vnd.jupyter.widget-view+json': {'model_id': 'x', 'version_
 """
 MARKDOWN = ("## A student's note\n\n<script>document.title = 'pwned: markdown'</script>\n\n"
             "<img src=x onerror=\"document.title = 'pwned: markdown onerror'\">\n")
-
-
-def without_demos(nb):
-    """The notebook with the lesson's own demonstration cells emptied (they call corr2d too): only its exercises
-    and their tests run."""
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and not meta.get("locked") and not meta.get("solution"):
-            cell.source = ""
-    return nb
 
 
 def students(course: Course, mutant) -> dict[str, nbformat.NotebookNode]:

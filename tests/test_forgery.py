@@ -26,7 +26,7 @@ from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, submission
 from handwritten.grading.sandbox import bwrap_problem
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 MODE = os.environ.get("HANDWRITTEN_FORGERY", "grader")
@@ -189,16 +189,6 @@ def up_to_corr2d(nb):
                 == "corr2d_hidden")
     for cell in nb.cells[last + 1:]:
         if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
-            cell.source = ""
-    return nb
-
-
-def without_demos(nb):
-    """The notebook with the lesson's own demonstration cells emptied (they call corr2d too): only its exercises
-    and their tests run."""
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and not meta.get("locked") and not meta.get("solution"):
             cell.source = ""
     return nb
 
