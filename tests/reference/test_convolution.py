@@ -71,3 +71,43 @@ def test_pool2d_padding_never_wins_a_max_and_counts_as_zero_in_an_average():
 ])
 def test_conv_output_shape_is_what_nn_conv2d_makes(args, expected):
     assert convolution.conv_output_shape(*args) == expected
+
+
+@pytest.mark.parametrize("layers,expected", [
+    ([], 1), ([(3, 1)], 3), ([(3, 1), (3, 1)], 5), ([(5, 1), (2, 2), (5, 1), (2, 2)], 16), ([(3, 2), (3, 1)], 7),
+])
+def test_receptive_field_adds_k_minus_1_times_the_strides_below(layers, expected):
+    assert convolution.receptive_field(layers) == expected
+
+
+def test_influence_is_nonzero_exactly_on_the_receptive_field():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AvgPool2d(2), torch.nn.Conv2d(2, 1, 3))
+    grad = convolution.influence(net, torch.rand(16, 16), 2, 1)
+    rows, cols = grad.ne(0).nonzero().unbind(1)
+    assert grad.shape == (16, 16) and convolution.receptive_field([(3, 1), (2, 2), (3, 1)]) == 8
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 11, 2, 9)
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
+def test_conv_forward_is_loops_over_images_filters_and_positions(stride, pad):
+    g = torch.Generator().manual_seed(stride)
+    x = torch.randn(2, 3, 6, 7, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    xp = torch.nn.functional.pad(x, (pad,) * 4)
+    out = convolution.conv_forward(x, w, b, stride, pad)
+    assert out.shape == (2, 4, (6 + 2 * pad - 3) // stride + 1, (7 + 2 * pad - 2) // stride + 1)
+    for n in range(2):
+        for f in range(4):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    window = xp[n, :, i * stride:i * stride + 3, j * stride:j * stride + 2]
+                    assert out[n, f, i, j].item() == pytest.approx(float((window * w[f]).sum() + b[f]))
+
+
+def test_im2col_times_the_flattened_kernels_is_the_convolution():
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(3, 2, 7, 5, generator=g), torch.randn(4, 2, 3, 3, generator=g), torch.randn(4, generator=g)
+    out = (w.reshape(4, -1) @ convolution.im2col(x, (3, 3), stride=2, pad=1) + b[:, None]).reshape(3, 4, 4, 3)
+    assert torch.allclose(out, convolution.conv_forward(x, w, b, stride=2, pad=1), atol=1e-5)

@@ -1,5 +1,7 @@
 """Checks for lesson 04, convolutions by hand: ``corr2d``, ``Conv2D``, the output-shape
-formula, the learned edge kernel, multi-channel correlation, 1x1 convolution and ``pool2d``.
+formula, the learned edge kernel, multi-channel correlation, 1x1 convolution, ``pool2d``, the receptive field
+(``receptive_field`` by formula, ``influence`` by experiment) and a whole convolution layer, with loops
+(``conv_forward_naive``) and without (``conv_forward_im2col``).
 
 The oracle is PyTorch, through the course's answers in ``handwritten.reference.convolution``: ``F.conv2d``
 computes cross-correlation exactly as the lesson defines it, and ``F.max_pool2d`` / ``F.avg_pool2d`` pool with
@@ -15,14 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..reference import convolution as reference
-from ._core import (as_float, as_tensor, call, close, compare, dimension_hint, fail, generator, not_hard_coded, observe,
-                    passed, passed_hidden, randn, references_in_place)
+from ._core import (CountOps, as_float, as_number, as_tensor, call, close, compare, dimension_hint, fail, generator,
+                    not_hard_coded, observe, passed, passed_hidden, randn, references_in_place, seeded)
 
 __all__ = [
-    "conv2d", "conv2d_hidden", "corr2d", "corr2d_1x1", "corr2d_1x1_hidden", "corr2d_hidden", "corr2d_multi_in",
-    "corr2d_multi_in_hidden", "corr2d_multi_in_out", "corr2d_multi_in_out_hidden", "learned_kernel",
-    "learned_kernel_hidden", "output_shape", "output_shape_hidden", "pool2d", "pool2d_hidden",
-    "pool2d_padding_stride", "pool2d_padding_stride_hidden",
+    "conv2d", "conv2d_hidden", "conv_forward_im2col", "conv_forward_im2col_hidden", "conv_forward_naive",
+    "conv_forward_naive_hidden", "corr2d", "corr2d_1x1", "corr2d_1x1_hidden", "corr2d_hidden", "corr2d_multi_in",
+    "corr2d_multi_in_hidden", "corr2d_multi_in_out", "corr2d_multi_in_out_hidden", "influence", "influence_hidden",
+    "learned_kernel", "learned_kernel_hidden", "output_shape", "output_shape_hidden", "pool2d", "pool2d_hidden",
+    "pool2d_padding_stride", "pool2d_padding_stride_hidden", "receptive_field", "receptive_field_hidden",
 ]
 
 # ---------------------------------------------------------------- the lesson's examples
@@ -471,3 +474,329 @@ def pool2d_padding_stride_hidden(fn, seed):
             _check_pool(fn, X, k, mode, f"a random {n} input, window {k}, padding {p}, stride {s}",
                         padding=p, stride=s)
     passed_hidden("pool2d with padding and stride")
+
+
+
+# ---------------------------------------------------------------- the receptive field, by formula
+
+
+_WRONG_FIELDS = [
+    ("the strides are ignored: after a stride-s layer, neighbouring units are s input pixels apart, so every "
+     "later layer's k - 1 extra units count s times (times every stride below).",
+     lambda layers: 1 + sum(k - 1 for k, _ in layers)),
+    ("each layer's own stride is counted in its own step: a layer's window is spread by the strides of the "
+     "layers *below* it. Add (k - 1) * jump first, then multiply the jump by this layer's stride.",
+     lambda layers: _own_stride_first(layers)),
+    ("the kernel sizes are multiplied: two 3x3 layers see 5x5 pixels, not 9x9. Each layer adds k - 1 units "
+     "of the layer below it.", lambda layers: math.prod(k for k, _ in layers)),
+    ("the kernel sizes are added: two 3x3 layers see 5x5 pixels, not 6x6. Each layer adds k - 1 units of the "
+     "layer below it, and one unit of the input is one pixel.", lambda layers: sum(k for k, _ in layers)),
+]
+
+
+def _own_stride_first(layers):
+    size, jump = 1, 1
+    for k, s in layers:
+        jump *= s
+        size += (k - 1) * jump
+    return size
+
+
+def _field_of(value) -> int:
+    number = as_number("receptive_field", value)
+    if number != int(number):
+        fail(f"receptive_field returned {value!r}: a receptive field is a whole number of pixels.")
+    return int(number)
+
+
+def _describe(layers) -> str:
+    return "[" + ", ".join(f"(k={k}, s={s})" for k, s in layers) + "]"
+
+
+def _check_fields(fn, stacks):
+    """Compare with the reference on every stack; name the wrong formula that explains *all* of the answers."""
+    got = [_field_of(call("receptive_field", fn, [tuple(layer) for layer in layers])) for layers in stacks]
+    expected = [reference.receptive_field(layers) for layers in stacks]
+    wrong = [i for i in range(len(stacks)) if got[i] != expected[i]]
+    if not wrong:
+        return
+    i = wrong[0]
+    message = (f"receptive_field({_describe(stacks[i])}) returned {got[i]}, but one unit of the last layer sees "
+               f"{expected[i]}x{expected[i]} input pixels.")
+    for description, formula in _WRONG_FIELDS:
+        if all(got[j] == formula(stacks[j]) for j in range(len(stacks))):
+            fail(f"{message} It looks like {description}")
+    fail(message)
+
+
+_LESSON_STACKS = [
+    [(3, 1)],
+    [(3, 1), (3, 1)],
+    [(3, 2), (3, 1)],
+    [(5, 1), (2, 2), (5, 1), (2, 2)],
+]
+
+
+def receptive_field(fn):
+    """Visible check: one and two 3x3 convolutions, a stride-2 one below a 3x3, and LeNet's four layers."""
+    _check_fields(fn, _LESSON_STACKS)
+    passed("receptive_field", len(_LESSON_STACKS))
+
+
+def receptive_field_hidden(fn, seed):
+    """Hidden check: no layer at all, and twenty random stacks of up to six layers (kernels 1-7, strides 1-3)."""
+    g = generator(seed)
+    stacks = [[]]
+    for _ in range(20):
+        depth = int(torch.randint(1, 7, (1,), generator=g))
+        stacks.append([(int(torch.randint(1, 8, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g)))
+                       for _ in range(depth)])
+    _check_fields(fn, stacks)
+    passed_hidden("receptive_field")
+
+
+# ---------------------------------------------------------------- the receptive field, by experiment
+
+
+def _influence_net(spec, seed, dtype="float32"):
+    """The network ``spec`` describes, its weights drawn from ``seed``: ("conv", c_in, c_out, k, stride),
+    ("max", k, stride), ("avg", k, stride) or ("relu",) layers."""
+    def make():
+        layers = []
+        for kind, *args in spec:
+            if kind == "conv":
+                c_in, c_out, k, stride = args
+                layers.append(nn.Conv2d(c_in, c_out, k, stride=stride))
+            elif kind == "relu":
+                layers.append(nn.ReLU())
+            else:
+                layers.append((nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(args[0], stride=args[1]))
+        return nn.Sequential(*layers).to(getattr(torch, dtype))
+    return seeded(seed, make)
+
+
+def _influence_seen(fn, spec, seed, dtype, x, i, j):
+    """Build the network beside the student's code, run ``influence(net, x, i, j)``, return what it gave
+    (``observe``)."""
+    net = _influence_net(spec, seed, dtype)
+    got = call("influence", fn, net, x, i, j)
+    return got.detach().clone() if isinstance(got, torch.Tensor) else type(got).__name__
+
+
+def _check_influence(fn, spec, seed, x, i, j, case):
+    dtype = str(x.dtype).removeprefix("torch.")
+    got = observe(_influence_seen, fn, spec, seed, dtype, x.clone(), i, j)
+    if isinstance(got, str):
+        fail(f"influence for {case} should return a torch.Tensor (x.grad), but it returned {got}.")
+    net = _influence_net(spec, seed, dtype)
+    expected = reference.influence(net, x, i, j)
+
+    def grad_of(select):
+        xr = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(select(net(xr[None, None])), xr)
+        return grad
+
+    mistakes = [
+        ("this is the gradient of the *sum of every output unit*: backpropagate from the one unit "
+         "out[0, 0, i, j] only.", grad_of(lambda out: out.sum())),
+        ("this is the gradient of the unit at every channel added up: take channel 0 only, out[0, 0, i, j].",
+         grad_of(lambda out: out[0, :, i, j].sum())),
+        ("this is where the gradient is non-zero, not the gradient itself: return x.grad.",
+         expected.ne(0).to(expected.dtype)),
+    ]
+    out_shape = tuple(net(x[None, None]).shape[2:])
+    if j < out_shape[0] and i < out_shape[1] and i != j:
+        mistakes.append(("rows and columns are swapped: i is the row of the output unit and j its column, "
+                         "out[0, 0, i, j].", grad_of(lambda out: out[0, 0, j, i])))
+
+    def hint(got_shape, want):
+        if got_shape[-2:] == want and len(got_shape) > 2:
+            return "Return the gradient with the image's own shape (H, W): drop the batch and channel dimensions."
+        return None
+
+    compare("influence", got, expected, case=case, shape_hint=hint, mistakes=mistakes, atol=1e-6)
+
+
+_VISIBLE_NET = [("conv", 1, 2, 3, 1), ("avg", 2, 2), ("conv", 2, 2, 3, 1)]
+
+
+def influence(fn):
+    """Visible check: a 3x3 convolution, 2x2 average pooling and another 3x3 convolution (2 channels), units
+    (2, 3) and (0, 0) of a random 14x16 image."""
+    g = generator(4)
+    x = torch.rand(14, 16, generator=g)
+    for i, j in [(2, 3), (0, 0)]:
+        _check_influence(fn, _VISIBLE_NET, 7, x, i, j, f"the unit ({i}, {j}) of conv3-avgpool2-conv3 on a 14x16 image")
+    passed("influence", 2)
+
+
+def influence_hidden(fn, seed):
+    """Hidden check: strides, max pooling and ReLU, three channels, float64, units at the corners."""
+    g = generator(seed)
+    nets = [
+        ([("conv", 1, 3, 5, 1), ("relu",), ("max", 2, 2), ("conv", 3, 2, 3, 1)], (20, 18), torch.float32),
+        ([("conv", 1, 2, 3, 2), ("conv", 2, 3, 3, 1)], (15, 13), torch.float64),
+        ([("conv", 1, 2, 2, 1), ("avg", 3, 1), ("conv", 2, 2, 1, 1)], (9, 11), torch.float32),
+    ]
+    for k, (spec, shape, dtype) in enumerate(nets):
+        x = randn(g, *shape, dtype=dtype)
+        out_h, out_w = _influence_net(spec, 0)(torch.zeros(1, 1, *shape)).shape[2:]
+        for i, j in [(out_h - 1, out_w - 1), (int(torch.randint(0, out_h, (1,), generator=g)), 0)]:
+            _check_influence(fn, spec, seed + k, x, i, j, f"the unit ({i}, {j}) of a random {len(spec)}-layer "
+                                                           f"network on a {shape} {str(dtype)[6:]} image")
+    passed_hidden("influence")
+
+
+# ---------------------------------------------------------------- a whole convolution layer
+
+
+_CONVOLUTIONS = {"conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose2d"}
+
+
+class _Recorder(CountOps):
+    """Counts the tensor operations, and notes whether a library convolution was among them."""
+
+    def __init__(self):
+        super().__init__()
+        self.convolved = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in _CONVOLUTIONS:
+            self.convolved = True
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _conv_seen(name, fn, x, w, b, stride, pad):
+    """What ``fn(x, w, b, stride, pad)`` returns, how many tensor operations it made, and whether it called a
+    library convolution (``observe``: counted where it runs)."""
+    with _Recorder() as recorder:
+        out = call(name, fn, x, w, b, stride, pad)
+    if isinstance(out, torch.Tensor):
+        out = out.detach()
+    return {"out": out, "operations": recorder.count, "convolved": recorder.convolved}
+
+
+def _conv_mistakes(x, w, b, stride, pad, expected):
+    mistakes = [
+        ("the bias is missing: add b[f] to every output of filter f.", F.conv2d(x, w, None, stride, pad)),
+        ("the kernel is flipped (that is true convolution): multiply each window by w[f] as it is.",
+         F.conv2d(x, w.flip(-2, -1), b, stride, pad)),
+        ("only the first input channel is used: each output sums the window times the kernel over *every* "
+         "channel.", F.conv2d(x[:, :1], w[:, :1], b, stride, pad)),
+    ]
+    if stride > 1:
+        dense = F.conv2d(x, w, b, 1, pad)[..., :expected.shape[2], :expected.shape[3]]
+        mistakes.append(("the output has the right shape, but its windows are one pixel apart: output (i, j) "
+                         "starts at row i * stride and column j * stride.", dense))
+    return mistakes
+
+
+def _conv_hint(x, w, stride, pad):
+    n, f = x.shape[0], w.shape[0]
+
+    def size(s, p):
+        return tuple((d + 2 * p - k) // s + 1 for d, k in zip(x.shape[2:], w.shape[2:]))
+
+    def hint(got, want):
+        if got == (f, n, *want[2:]) and f != n:
+            return "The first two dimensions are swapped: the output is (N, F, H', W'), out[n, f] for image n."
+        if len(got) == 4 and got[2:] == size(stride, 0) and pad:
+            return (f"Without padding: add pad={pad} zeros on every side of each image first "
+                    f"(F.pad(x, (pad, pad, pad, pad)) pads the last two dimensions).")
+        if len(got) == 4 and got[2:] == size(1, pad) and stride > 1:
+            return f"The stride is ignored: H' = (H + 2 pad - kh) // stride + 1, with stride={stride}."
+        return dimension_hint(got, want)
+
+    return hint
+
+
+def _check_conv_forward(name, fn, x, w, b, stride, pad, case):
+    expected = reference.conv_forward(x, w, b, stride, pad)
+    seen = observe(_conv_seen, name, fn, x.clone(), w.clone(), b.clone(), stride, pad)
+    if seen["convolved"]:
+        fail(f"{name} calls PyTorch's convolution (F.conv2d or nn.Conv2d): this exercise builds it, from "
+             f"{'loops' if name.endswith('naive') else 'unfold and one matrix multiply'}. F.conv2d is what it is "
+             f"checked against.")
+    xf, wf, bf = as_float(x, w, b)
+    compare(name, seen["out"], expected, case=case, shape_hint=_conv_hint(x, w, stride, pad),
+            mistakes=_conv_mistakes(xf, wf, bf, stride, pad, expected))
+    return seen["operations"]
+
+
+def _conv_case(g, n, c, f, size, kernel, dtype=torch.float32):
+    return (randn(g, n, c, *size, dtype=dtype), randn(g, f, c, *kernel, dtype=dtype), randn(g, f, dtype=dtype))
+
+
+_LESSON_CONV_CASES = [  # (N, C, F, (H, W), (kh, kw), stride, pad)
+    (2, 3, 4, (5, 6), (3, 2), 1, 0),
+    (2, 2, 3, (7, 6), (3, 3), 2, 1),
+]
+
+
+def _conv_visible(name, fn):
+    g = generator(17)
+    for n, c, f, size, kernel, stride, pad in _LESSON_CONV_CASES:
+        x, w, b = _conv_case(g, n, c, f, size, kernel)
+        _check_conv_forward(name, fn, x, w, b, stride, pad,
+                            f"x {tuple(x.shape)}, w {tuple(w.shape)}, stride {stride}, pad {pad}")
+
+
+def _conv_hidden(name, fn, seed):
+    g = generator(seed)
+    cases = [(1, 1, 1, (4, 4), (1, 1), 1, 0, torch.float32), (3, 2, 2, (6, 5), (4, 3), 1, 2, torch.float64),
+             (2, 3, 1, (8, 7), (3, 3), 3, 1, torch.float32), (1, 2, 3, (5, 9), (2, 4), 2, 0, torch.float64),
+             (2, 1, 2, (3, 3), (5, 5), 1, 1, torch.float32)]
+    for n, c, f, size, kernel, stride, pad, dtype in cases:
+        x, w, b = _conv_case(g, n, c, f, size, kernel, dtype)
+        _check_conv_forward(name, fn, x, w, b, stride, pad,
+                            f"x {tuple(x.shape)} {str(dtype)[6:]}, w {tuple(w.shape)}, stride {stride}, pad {pad}")
+
+
+def conv_forward_naive(fn):
+    """Visible check: two images with three channels and four filters; then stride 2 and padding 1; compared
+    with F.conv2d, which the answer itself may not call."""
+    _conv_visible("conv_forward_naive", fn)
+    passed("conv_forward_naive", len(_LESSON_CONV_CASES))
+
+
+def conv_forward_naive_hidden(fn, seed):
+    """Hidden check: one image, one channel and a 1x1 kernel; float64; strides 2 and 3; padding up to 2; a
+    kernel larger than the image, which padding makes fit."""
+    _conv_hidden("conv_forward_naive", fn, seed)
+    passed_hidden("conv_forward_naive")
+
+
+def _check_no_loops(fn, seed):
+    """Fail if the number of operations ``conv_forward_im2col`` makes grows with the images, the filters or the
+    image size: a vectorised answer makes the same handful whatever their number."""
+    g = generator(seed)
+    sizes = {"base": (1, 2, 2, (6, 6)), "images": (5, 2, 2, (6, 6)), "filters": (1, 2, 6, (6, 6)),
+             "pixels": (1, 2, 2, (12, 12))}
+    said = {"base": "1 image, 2 filters and 6x6 pixels", "images": "5 images", "filters": "6 filters",
+            "pixels": "12x12 pixels"}
+    counts = {}
+    for what, (n, c, f, size) in sizes.items():
+        x, w, b = _conv_case(g, n, c, f, size, (3, 3))
+        counts[what] = _check_conv_forward("conv_forward_im2col", fn, x, w, b, 1, 1,
+                                           f"x {tuple(x.shape)}, w {tuple(w.shape)}, stride 1, pad 1")
+    grows = [what for what in ("images", "filters", "pixels") if counts[what] > counts["base"] + 4]
+    if grows:
+        made = ", ".join(f"{count} with {said[what]}" for what, count in counts.items())
+        fail(f"conv_forward_im2col made {made} tensor operations: their number grows with the "
+             f"{' and the '.join(grows)}, so it loops over them. Without loops, a fixed handful of operations does "
+             f"every window at once: unfold the padded images into columns, then one matrix multiply with "
+             f"w.reshape(F, -1).")
+
+
+def conv_forward_im2col(fn):
+    """Visible check: the same two cases as conv_forward_naive's, and no loop (as many tensor operations for 5
+    images, 6 filters or 12x12 pixels as for 1 image, 2 filters and 6x6 pixels)."""
+    _conv_visible("conv_forward_im2col", fn)
+    _check_no_loops(fn, 23)
+    passed("conv_forward_im2col", len(_LESSON_CONV_CASES) + 1)
+
+
+def conv_forward_im2col_hidden(fn, seed):
+    _conv_hidden("conv_forward_im2col", fn, seed)
+    _check_no_loops(fn, seed)
+    passed_hidden("conv_forward_im2col")

@@ -1,6 +1,8 @@
-"""Lesson 04, convolutions by hand: cross-correlation, its multi-channel forms, pooling and the output-shape
-formula, computed by PyTorch (``F.conv2d`` is cross-correlation exactly as the lesson defines it, and
-``F.max_pool2d`` / ``F.avg_pool2d`` pool with the same padding rules)."""
+"""Lesson 04, convolutions by hand: cross-correlation, its multi-channel forms, pooling, the output-shape
+formula, the receptive field and a whole convolution layer (batch, channels, bias, padding, stride), computed by
+PyTorch (``F.conv2d`` is cross-correlation exactly as the lesson defines it, and ``F.max_pool2d`` /
+``F.avg_pool2d`` pool with the same padding rules). Lesson 07's backward pass of a convolution builds on
+``conv_forward`` and ``im2col``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import torch.nn.functional as F
 
 from .dtypes import as_float
 
-__all__ = ["conv_output_shape", "corr2d", "corr2d_multi_in", "corr2d_multi_in_out", "pool2d"]
+__all__ = ["conv_forward", "conv_output_shape", "corr2d", "corr2d_multi_in", "corr2d_multi_in_out", "im2col",
+           "influence", "pool2d", "receptive_field"]
 
 
 def corr2d(X, K):
@@ -47,3 +50,42 @@ def conv_output_shape(input_size, kernel_size, padding=(0, 0), stride=(1, 1)):
     x = torch.zeros(1, 1, *input_size)
     w = torch.zeros(1, 1, *kernel_size)
     return tuple(F.conv2d(x, w, padding=padding, stride=stride).shape[2:])
+
+
+def receptive_field(layers):
+    """The side of the square of input pixels that one unit of the last layer of a stack can depend on, for
+    ``layers`` a list of ``(kernel_size, stride)`` pairs (convolutions and poolings alike, first layer first):
+    each layer adds ``(kernel_size - 1)`` times the distance, in input pixels, between neighbouring units of the
+    layer below it, and that distance is the product of the strides below. Padding changes neither. (Lesson 04.)"""
+    size, jump = 1, 1
+    for kernel_size, stride in layers:
+        size += (kernel_size - 1) * jump
+        jump *= stride
+    return size
+
+
+def influence(net, x, i, j):
+    """The gradient of ``net``'s output unit ``[0, 0, i, j]`` (first image, first channel, row ``i``, column
+    ``j``) with respect to the 2-D image ``x``: an ``x``-shaped tensor, non-zero only on pixels that unit
+    depends on. (Lesson 04.)"""
+    (x,) = as_float(x)
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(x[None, None])[0, 0, i, j], x)
+    return grad
+
+
+def conv_forward(x, w, b, stride=1, pad=0):
+    """A convolution layer's forward pass, CS231n's ``conv_forward_naive``: ``x`` (N, C, H, W) images, ``w``
+    (F, C, kh, kw) kernels, ``b`` (F,) biases, ``pad`` zeros on every side, the window moved ``stride`` pixels at
+    a time; the output is (N, F, H', W') with H' = (H + 2 pad - kh) // stride + 1. (Lesson 04; lesson 07 writes
+    its backward pass.)"""
+    x, w, b = as_float(x, w, b)
+    return F.conv2d(x, w, b, stride=stride, padding=pad)
+
+
+def im2col(x, kernel_size, stride=1, pad=0):
+    """Every window a ``kernel_size`` kernel sees in ``x`` (N, C, H, W), as the columns of an
+    (N, C * kh * kw, H' * W') tensor, each column ordered as ``w[f].flatten()`` is: then ``w.reshape(F, -1) @
+    im2col(x)`` is the convolution, one matrix multiply. (Lesson 04; lesson 07 undoes it with ``F.fold``.)"""
+    (x,) = as_float(x)
+    return F.unfold(x, kernel_size, padding=pad, stride=stride)
