@@ -14,7 +14,8 @@ module             lesson  what it holds
 ``batching``       02, 05  ``TensorBatches``: mini-batches sliced from tensors held in memory
 ``torch_nn``       03      ``log_softmax``, ``nll``, ``cross_entropy_grad``, ``accuracy``, ``loss_batch``,
                            ``train_epoch``, ``fit``, ``choose_epochs``, ``get_data``, ``train_model``
-``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, ``conv_output_shape``
+``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, ``conv_output_shape``,
+                           ``receptive_field``, ``influence``, ``conv_forward`` (a whole layer), ``im2col``
 ``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``lenet_shapes``,
                            ``evaluate_accuracy``, ``train_fast``
 ``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
