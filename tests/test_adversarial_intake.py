@@ -74,7 +74,7 @@ def submissions(course: Course, source: Path, mutant) -> None:
         "grade": True, "solution": False, "locked": False, "points": 100, "grade_id": "bonus", "schema_version": 3}}))
     write(source, "extra-cell", extra)
     retyped = nbformat.from_dict(json.loads(nbformat.writes(right)))
-    question = graded_cell(retyped, "q1_learning_rate")   # a question for the instructor, made a code cell
+    question = graded_cell(retyped, "q1_receptive_field")   # a question for the instructor, made a code cell
     question.update(cell_type="code", outputs=[], execution_count=None, source="print('no answer to grade')")
     test = graded_cell(retyped, "corr2d_test")             # a test cell made markdown
     test.cell_type = "markdown"
@@ -133,7 +133,7 @@ def test_every_submission_has_a_row_and_the_honest_get_a_clean_runs_grades(batch
                          "listed-id", "extra-cell", "retyped"}
     assert safe_id("alice.") != "alice"    # two students, never one merged into the other
     alice, mutant = rows["alice"], rows[safe_id("alice.")]
-    assert (alice["status"], alice["notes"], alice["integrity_flags"], alice["score"]) == ("graded", "", "", "20")
+    assert (alice["status"], alice["notes"], alice["integrity_flags"], alice["score"]) == ("graded", "", "", "28")
     assert {t: float(alice[t]) for t in tests} == tests
     assert (mutant["status"], mutant["integrity_flags"]) == ("graded", "")
     assert {t for t in tests if float(mutant[t]) != tests[t]} == set(batch["mutant"].fails)
@@ -162,16 +162,16 @@ def test_graded_cells_come_from_the_release(batch):
     for student in ("listed-id", "extra-cell", "retyped"):
         row = rows[student]
         assert row["status"] == "graded", row
-        assert (row["score"], row["max_score"], row["manual_points_to_grade"]) == ("20", "20", "5"), row
+        assert (row["score"], row["max_score"], row["manual_points_to_grade"]) == ("28", "28", "5"), row
     assert "whose grade id is not text: graded as a plain cell" in rows["listed-id"]["integrity_flags"]
     assert ("grade id 'bonus' is not in the released notebook (it claimed points)"
             in rows["extra-cell"]["integrity_flags"])
     flags = rows["retyped"]["integrity_flags"]
-    assert "cell q1_learning_rate: a markdown cell of the release was made code: put back" in flags
+    assert "cell q1_receptive_field: a markdown cell of the release was made code: put back" in flags
     assert "cell corr2d_test: a code cell of the release was made markdown: put back" in flags
     graded = json.loads(batch["course"].notebook("autograded", CONV, "retyped").read_text())
     question = next(c for c in graded["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id")
-                    == "q1_learning_rate")
+                    == "q1_receptive_field")
     assert question["cell_type"] == "markdown" and "no answer to grade" in "".join(question["source"])
 
 
@@ -179,7 +179,7 @@ def test_a_zip_is_extracted_within_bounds_and_its_unsafe_entries_refused_one_by_
     rows, out = batch["zip_rows"], batch["zip_done"].stdout
     assert set(rows) == {"zipped", "zip-bomb", "zip-link"}
     zipped = rows["zipped"]
-    assert (zipped["status"], zipped["score"], zipped["integrity_flags"]) == ("graded", "20", "")
+    assert (zipped["status"], zipped["score"], zipped["integrity_flags"]) == ("graded", "28", "")
     assert rows["zip-bomb"]["notes"] == "larger than 50 MB when extracted: not extracted"
     assert rows["zip-link"]["notes"] == "a symbolic link in the zip: not extracted"
     assert f"skipped: /tmp/zip-absolute/{CONV}.ipynb: an absolute path in the zip: not extracted" in out

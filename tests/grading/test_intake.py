@@ -105,7 +105,7 @@ def test_graded_cells_are_the_releases(course_copy):
     empty = {**cell(None), "id": "empty", "metadata": {"nbgrader": {}}}             # a plain cell: no flag
     nb["cells"] += [bonus, cell(["corr2d_test"], grade=True, points=50), empty]
     released_cell(nb, "corr2d_test")["metadata"]["nbgrader"]["points"] = 100   # tampered points
-    question = released_cell(nb, "q1_learning_rate")
+    question = released_cell(nb, "q1_receptive_field")
     question.update(cell_type="code", outputs=[], execution_count=None, source="# my answer")
     test = released_cell(nb, "corr2d_test")
     test["cell_type"] = "markdown"
@@ -113,7 +113,7 @@ def test_graded_cells_are_the_releases(course_copy):
     flags = normalise(nb, released)
     count = len(released["cells"])
     assert flags == ["cell corr2d_test: a code cell of the release was made markdown: put back",
-                     "cell q1_learning_rate: a markdown cell of the release was made code: put back",
+                     "cell q1_receptive_field: a markdown cell of the release was made code: put back",
                      f"cell {count + 1}: grade id 'bonus' is not in the released notebook (it claimed points): "
                      f"graded as a plain cell",
                      f"cell {count + 2}: nbgrader metadata whose grade id is not text: graded as a plain cell"]
@@ -131,8 +131,8 @@ def test_the_points_to_grade_are_the_releases_whatever_cells_were_added(course_c
     release(course_copy, [CONV])
     nb = json.loads(nbformat.writes(submission(course_copy, CONV)))
     nb["cells"].append(cell("bonus", grade=True, points=100, solution=False, locked=False, schema_version=3))
-    released_cell(nb, "q1_learning_rate")["cell_type"] = "code"
-    released_cell(nb, "q1_learning_rate").update(outputs=[], execution_count=None)
+    released_cell(nb, "q1_receptive_field")["cell_type"] = "code"
+    released_cell(nb, "q1_receptive_field").update(outputs=[], execution_count=None)
     released = json.loads(course_copy.notebook("release", CONV).read_text())
     sub = Submission("ada", CONV, course_copy.root / "unused.ipynb")
     no_execution = course_copy.api({"Autograde": {"autograde_preprocessors": [
@@ -145,5 +145,5 @@ def test_the_points_to_grade_are_the_releases_whatever_cells_were_added(course_c
     outcome = no_execution.autograde(CONV, "ada", force=True, create=True)
     assert outcome["success"], outcome["log"][-2000:]
     result = grading.scores(course_copy, "ada", CONV)
-    assert result.max_score == sum(graded_tests(course_copy, CONV).values()) == 20
+    assert result.max_score == sum(graded_tests(course_copy, CONV).values()) == 28
     assert result.manual_max == 5
