@@ -1106,10 +1106,11 @@ class _Entry:
         self.net, self.x, self.y = net, x, y
 
 
-def _challenge_build(model_fn, seed):
-    """``challenge_model()``, built with torch's random state set to ``seed``, and the training digits (``observe``: in
-    the kernel, where it stays)."""
+def _challenge_build(model_fn, seed, names):
+    """``challenge_model()``, built with torch's random state set to ``seed``, and the training digits, their classes
+    renamed by ``names`` (``observe``: in the kernel, where it stays)."""
     x, y, _, _ = _challenge_data()
+    y = names[y]
     net = seeded(seed, lambda: call("challenge_model", model_fn, hint="challenge_model() returns a new network."))
     if not isinstance(net, nn.Module):
         fail(f"challenge_model() should return an nn.Module, got {type(net).__name__}.")
@@ -1170,8 +1171,11 @@ def _challenge_run(model_fn, train_fn, seed):
     kind, target, budget = challenge_terms()
     _, _, vx, vy = _challenge_data()
     pick = torch.randperm(len(vy), generator=generator(seed + 100))[:CHALLENGE_DIGITS]
-    images, labels = vx[pick], vy[pick]
-    entry = observe(_challenge_build, model_fn, seed)
+    # The ten classes renamed for this run: what challenge_train is handed is all a network can learn them from, so
+    # weights trained beforehand (in an earlier cell, in challenge_model, or loaded) score as chance.
+    names = torch.randperm(10, generator=generator(seed + 200))
+    images, labels = vx[pick], names[vy[pick]]
+    entry = observe(_challenge_build, model_fn, seed, names)
     start = time.perf_counter()
     finished, threads = observe(_challenge_train, entry, train_fn, seed, CHALLENGE_STOP * budget)
     seconds = time.perf_counter() - start
@@ -1195,7 +1199,8 @@ def _challenge_run(model_fn, train_fn, seed):
                                    f"s. {terms} The time is the grader's, on its machine: leave a margin.")
     if accuracy < target:
         return seconds, accuracy, (f"the challenge: the trained network gets {accuracy:.1%} of the validation digits "
-                                   f"right, below the target. {terms}")
+                                   f"right, below the target. {terms} (The classes were renamed for this run: a "
+                                   f"network learns them only from the y that challenge_train is handed.)")
     return seconds, accuracy, None
 
 
