@@ -44,7 +44,9 @@ def database():
     as_postgres = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(data, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
+        # runuser lives in /usr/sbin, which a non-login PATH may leave out
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+        as_postgres = [runuser, "-u", "postgres", "--"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
