@@ -78,7 +78,7 @@ def train(steps: int | None = None) -> tuple[dict, str]:
     net = ConvNet()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
     order = torch.Generator().manual_seed(SEED)
-    snapshots, steps, record = [], [], []
+    snapshots, taken, record = [], [], []  # (not `steps`: that is the batches to stop after)
     seen = right = 0
 
     def snapshot(step):
@@ -87,7 +87,7 @@ def train(steps: int | None = None) -> tuple[dict, str]:
         record.append((round(train_error, 2), round(error_rate(net, val_images, val_labels), 2)))
         snapshots.append([net.conv1.weight.detach().clone().half(), net.conv1.bias.detach().clone().half(),
                           net.conv2.weight.detach().clone().half(), net.conv2.bias.detach().clone().half()])
-        steps.append(step)
+        taken.append(step)
         seen = right = 0
 
     snapshot(0)
@@ -120,7 +120,7 @@ def train(steps: int | None = None) -> tuple[dict, str]:
     saved = {
         "state_dict": {name: t.detach().clone().half() for name, t in net.state_dict().items()},
         "snapshots": snapshots,
-        "steps": steps,
+        "steps": taken,
         "record": record,
         "recipe": recipe,
         "test_error": round(test_error, 2),

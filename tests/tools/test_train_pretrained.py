@@ -43,10 +43,11 @@ def test_the_recipe_retrains_to_the_shipped_networks_accuracy():
 
 
 def test_two_runs_on_one_machine_give_the_same_bytes():
-    out = run("a = tool.serialise(tool.train(steps=30)[0])\nb = tool.serialise(tool.train(steps=30)[0])\n"
-              "print(a == b, len(a))")
-    same, size = out.split()
+    out = run("first = tool.train(steps=30)[0]\na, b = tool.serialise(first), tool.serialise(tool.train(steps=30)[0])\n"
+              "print(a == b, len(a), first['steps'])")
+    same, size, snapshots = out.split(maxsplit=2)
     assert same == "True" and int(size) > 100_000
+    assert snapshots.strip() == "[0, 25]"  # it stopped after 30 batches: snapshots every 25, not the whole recipe's
 
 
 def test_the_shipped_file_matches_its_checksum_and_its_recorded_accuracy(tool):
