@@ -28,9 +28,14 @@ import pytest
 from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, load_cases, submission, write_submissions
 
-from conftest import LESSONS, copy_course
+from conftest import LESSONS, copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"  # the lesson the collection-side tests submit
+# The packs of mutants and alternatives are graded with the lesson's demonstration cells emptied (only exercises and
+# tests run): a demonstration scores nothing, and no test reads what one leaves (the instructor's notebook without
+# them gets every point: test_instructor_gets_every_point_without_demonstrations). The instructor's and the
+# blank notebook keep theirs. A lesson's demonstrations cost a few seconds per notebook; there are 60-odd packs.
+BARE = "instructor-without-demos"
 WORKERS = 2  # two course copies graded side by side (one gradebook each)
 
 
@@ -70,6 +75,14 @@ def grade_every_case(base: Path, lesson: str) -> dict:
     """Every case of one lesson, graded once in packs, split over WORKERS course copies."""
     courses = [Course(copy_course(base / f"course{i}")) for i in range(WORKERS)]
     cases = write_submissions(courses[0], lesson, base / "all", packed=True)
+    for student, group in cases.items():  # the packs without the lesson's demonstrations: see PACKS_WITHOUT_DEMOS
+        if group:
+            path = base / "all" / student / f"{lesson}.ipynb"
+            nbformat.write(without_demos(nbformat.read(path, as_version=4)), path)
+    path = base / "all" / BARE / f"{lesson}.ipynb"
+    path.parent.mkdir()
+    nbformat.write(without_demos(nbformat.read(base / "all" / "instructor" / path.name, as_version=4)), path)
+    cases[BARE] = []
     students = sorted(cases)
     shares = []
     for i in range(WORKERS):
@@ -111,6 +124,12 @@ def test_instructor_gets_every_point(graded, lesson):
     assert (row["status"], row["notes"]) == ("graded", "")
     assert float(row["score"]) == float(row["max_score"]) == sum(run["tests"].values()) > 0
     assert float(row["manual_points_to_grade"]) > 0  # the questionnaire waits for a human
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_instructor_gets_every_point_without_demonstrations(graded, lesson):
+    row = graded(lesson)["rows"][BARE]
+    assert (row["status"], row["notes"], row["score"]) == ("graded", "", row["max_score"]), row
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
