@@ -39,7 +39,7 @@ ANSWERS = {  # each check and the course's answers it must pass (the hidden one 
     "mul": (engine.mul,), "matmul": (engine.matmul,), "relu": (engine.relu,),
     "sum_mean": (engine.sum_all, engine.mean), "reshape": (engine.reshape,), "log_softmax": (engine.log_softmax,),
     "cross_entropy": (engine.cross_entropy,), "zero_grad": (engine.Module,), "linear": (engine.Linear,),
-    "sgd": (engine.SGD,),
+    "sgd": (engine.SGD,), "numerical_gradient": (engine.numerical_gradient,),
 }
 
 
@@ -229,3 +229,15 @@ def test_the_benchmark_takes_its_engine_from_the_notebook():
     np.random.seed(0)
     model = ns["MLP"]()
     assert [p.shape for p in model.parameters()] == [(784, 128), (128,), (128, 10), (10,)]
+
+
+def test_the_notebooks_numerical_gradient_is_the_references():
+    """The notebook's answer and the reference agree, leave x as it was, and move x itself (a function that reads
+    the array, not its argument, sees the change)."""
+    ns = notebook_engine()
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    before = x.copy()
+    for fn in (ns["numerical_gradient"], engine.numerical_gradient):
+        got = fn(lambda _: float((x ** 3).sum()), x)
+        np.testing.assert_allclose(got, 3 * before ** 2, rtol=1e-7, atol=1e-8)
+        assert np.array_equal(x, before)

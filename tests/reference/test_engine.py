@@ -113,3 +113,28 @@ def test_fit_trains_the_mlp():
     assert len(losses) == 3 * 13 and all(isinstance(v, float) for v in losses)
     assert np.mean(losses[-5:]) < 0.25 * np.mean(losses[:5])
     assert (model(Tensor(x)).data.argmax(axis=1) == y).mean() > 0.95
+
+
+@pytest.mark.parametrize("formula", [
+    lambda a, b: a - b, lambda a, b: 1 - a, lambda a, b: b - 2.5, lambda a, b: -a * b, lambda a, b: a ** 3,
+    lambda a, b: a ** 0.5 / b, lambda a, b: 2 / b, lambda a, b: (a - b) ** 2 / 4,
+], ids=["a-b", "1-a", "b-2.5", "-a*b", "a**3", "a**0.5/b", "2/b", "(a-b)**2/4"])
+def test_sub_neg_pow_div_agree_with_torch(formula):
+    """The operators students reach for in the notebook (-, unary -, **, /, with a number on either side) work
+    and agree with torch.autograd, broadcasting a (3,) against a (2, 3)."""
+    rng = np.random.default_rng(2)
+    a0, b0 = rng.uniform(0.5, 2.0, (2, 3)), rng.uniform(0.5, 2.0, 3)
+    a, b = Tensor(a0.copy()), Tensor(b0.copy())
+    out = formula(a, b)
+    engine.sum_all(out).backward()
+    at, bt = (torch.tensor(v, requires_grad=True) for v in (a0, b0))
+    expected = formula(at, bt)
+    expected.sum().backward()
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(a.grad, at.grad.numpy() if at.grad is not None else 0 * a0, rtol=1e-12)
+    np.testing.assert_allclose(b.grad, bt.grad.numpy() if bt.grad is not None else 0 * b0, rtol=1e-12)
+
+
+def test_power_refuses_a_tensor_exponent():
+    with pytest.raises(TypeError, match="number"):
+        Tensor(2.0) ** Tensor(3.0)

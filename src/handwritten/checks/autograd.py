@@ -37,9 +37,10 @@ from ._core import call, fail, mnist, observe, passed, passed_hidden, references
 
 __all__ = [
     "add", "add_hidden", "backward", "backward_hidden", "cross_entropy", "cross_entropy_hidden", "linear",
-    "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul", "matmul_hidden", "mul", "mul_hidden", "relu",
-    "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden", "sum_mean", "sum_mean_hidden", "trained",
-    "trained_hidden", "unbroadcast", "unbroadcast_hidden", "zero_grad", "zero_grad_hidden",
+    "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul", "matmul_hidden", "mul", "mul_hidden",
+    "numerical_gradient", "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden",
+    "sgd", "sgd_hidden", "sum_mean", "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast",
+    "unbroadcast_hidden", "zero_grad", "zero_grad_hidden",
 ]
 
 # Captured at import, before any student code runs (as in _core), so that a notebook which
@@ -636,6 +637,73 @@ def cross_entropy_hidden(fn, seed):
     passed_hidden("cross_entropy")
 
 
+# ---------------------------------------------------------------- numerical_gradient
+
+
+def _numerical_run(fn, x0, coef, reads_argument):
+    """The student's ``numerical_gradient`` on ``f(x) = sum(coef * x**3 + 5 x**2)`` at ``x0`` (``observe``: f and x
+    are made beside their code). With ``reads_argument`` False, f ignores its argument and reads the array that
+    was passed in, as a loss reads a Tensor's data: only changing that array itself moves f. Returns the
+    estimate, x afterwards, whether the estimate is x itself, and how many times f was called."""
+    x = np.array(x0, dtype=np.float64)
+    calls = [0]
+
+    def f(arg):
+        calls[0] += 1
+        v = arg if reads_argument else x
+        return float((coef * v ** 3 + 5 * v ** 2).sum())
+
+    got = call("numerical_gradient(f, x)", fn, f, x)
+    return {"grad": None if got is None else np.array(got, dtype=np.float64), "x": x.copy(), "is_x": got is x,
+            "calls": calls[0]}
+
+
+def _check_numerical(fn, rng, shape, reads_argument):
+    x0 = rng.uniform(-1, 1, shape)
+    coef = rng.uniform(0.5, 2.0, shape)
+    where = (f"numerical_gradient(f, x) for x of shape {shape}"
+             + ("" if reads_argument else ", where f reads the array x itself (as a loss reads a weight's data)"))
+    seen = observe(_numerical_run, fn, x0, coef, reads_argument)
+    exact = 3 * coef * x0 ** 2 + 10 * x0
+    if seen["grad"] is None:
+        fail(f"{where}: return the array of estimates, got None.")
+    if not _np_allclose(seen["x"], x0, rtol=0, atol=1e-12):
+        fail(f"{where}: x is not as it was afterwards: put each element back (x[i] = old) after moving it.")
+    if seen["is_x"]:
+        fail(f"{where}: return a new array (np.zeros_like(x)), not x itself.")
+    grad = seen["grad"]
+    if grad.shape != x0.shape:
+        fail(f"{where}: the estimate has shape {grad.shape}, x has {x0.shape}: one estimate per element "
+             f"(np.ndindex(x.shape) gives every index of a many-dimensional array).")
+    if not reads_argument and _np_allclose(grad, 0):
+        fail(f"{where}: every estimate is 0: change x itself, in place (x[i] = old + eps), not a copy, so that a "
+             f"function that reads x sees the change.")
+    if _close(grad, 2 * exact, rtol=1e-5, atol=1e-6):
+        fail(f"{where}: every estimate is twice the derivative: the two points are 2 * eps apart, so divide by "
+             f"2 * eps.")
+    if not _close(grad, exact, rtol=1e-7, atol=1e-7):
+        worst = float(np.abs(grad - exact).max())
+        forward = seen["calls"] <= x0.size + 1
+        fail(f"{where}: an estimate is off by {worst:.1e} (a central difference is off by about 1e-10 here)"
+             + ("; f was called only about once per element: a forward difference (f(x + eps) - f(x)) / eps errs "
+                "by about eps * f''/2; use the central difference (f(x + eps) - f(x - eps)) / (2 * eps)."
+                if forward else "."))
+
+
+def numerical_gradient(fn):
+    rng = _rng(7)
+    for shape in [(5,), (2, 3)]:
+        _check_numerical(fn, rng, shape, reads_argument=True)
+    passed("numerical_gradient", 2)
+
+
+def numerical_gradient_hidden(fn, seed):
+    rng = _rng(seed)
+    for shape, reads in [((2, 2, 3), True), ((), True), ((3, 4), False)]:
+        _check_numerical(fn, rng, shape, reads_argument=reads)
+    passed_hidden("numerical_gradient")
+
+
 # ---------------------------------------------------------------- Module, Linear, SGD
 
 
@@ -873,7 +941,8 @@ def sgd_hidden(cls, seed):
 # Test accuracy a trained network must reach, graded or not (the training is the same). Measured on the
 # bundled sample (2,000 test images) over seeds 0-5, the reference network trained by:
 #                               visible: 784-64-10, one epoch     hidden: 784-32-10, two epochs
-#                               on 8,000 images, bs 32, lr 0.1    on 4,000 images, bs 16, lr 0.05
+#                               on 8,000 images, bs 32, lr 0.1    on 4,000 images, bs 24, lr 0.05
+#                                                                 (bs 16 until the last batch had to be smaller)
 #   a correct fit               0.886-0.898                       0.879-0.890
 #   one that never zeroes       0.131-0.333                       0.098-0.151
 #   one that trains on its
@@ -906,19 +975,32 @@ def _fitted(fn, case, seed, n_hidden, n_train, epochs, bs, lr):
     network stays beside their code): what fit returned, and the trained parameters' values."""
     x, y = _arrays("train", n_train)
 
+    batches, values = [], []
+
+    def loss_func(logits, targets):
+        """The reference loss, remembering the targets of every batch it is given and the loss it returned."""
+        out = engine.cross_entropy(logits, targets)
+        batches.append(np.array(targets).copy())
+        values.append(float(out.data))
+        return out
+
     def train():
         model = engine.MLP(n_hidden)
         opt = engine.SGD(model.parameters(), lr)
         with np.errstate(all="ignore"):
-            losses = call(f"fit for {case}", fn, epochs, model, engine.cross_entropy, opt, x, y, bs)
-        return {"losses": losses, "weights": [p.data for p in model.parameters()]}
+            losses = call(f"fit for {case}", fn, epochs, model, loss_func, opt, x, y, bs)
+        if isinstance(losses, list | tuple) and not all(isinstance(v, float | int | np.floating) for v in losses):
+            losses = ["not a number"] * len(losses)      # Tensors stay here; the check only needs to know
+        return {"losses": losses, "weights": [p.data for p in model.parameters()], "batches": batches,
+                "values": values}
 
     return seeded(seed, train, numpy=True)
 
 
 def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
     xt, yt = _arrays("test")
-    n = len(mnist("train", stop=n_train, dtype=None)[1])
+    y = np.asarray(mnist("train", stop=n_train, dtype=None)[1])
+    n = len(y)
     case = f"an MLP 784-{n_hidden}-10, {epochs} epoch(s) on {n:,} images, bs = {bs}, lr = {lr}"
     n_batches = epochs * math.ceil(n / bs)
 
@@ -929,15 +1011,42 @@ def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
             seen = observe(_fitted, fn, case, seed, n_hidden, n_train, epochs, bs, lr)
         for p, w in zip(model.parameters(), seen["weights"]):
             p.data = np.array(w, dtype=np.float64).reshape(p.shape)
-        return seen["losses"]
+        return seen
 
     def check_losses(run):
-        losses = run.result
+        """What fit's statement asks beyond the accuracy: loss_func (the argument) once per batch, batches of bs
+        (the last one smaller) going through every image once per epoch in a new random order, and the list of
+        every batch's loss, as plain numbers, in order."""
+        seen = run.result
+        losses, batches, values = seen["losses"], seen["batches"], seen["values"]
+        if not batches:
+            fail(f"fit for {case}: the loss_func it was given was never called: compute each batch's loss with "
+                 f"loss_func(model(Tensor(xb)), yb), the argument, not a function of the notebook.")
+        sizes = [len(b) for b in batches]
+        per_epoch = [bs] * (n // bs) + ([n % bs] if n % bs else [])
+        if sizes != per_epoch * epochs:
+            fail(f"fit for {case}: loss_func should be called on {epochs * len(per_epoch)} batches, "
+                 f"{len(per_epoch)} per epoch of {bs} images (the last one {per_epoch[-1]}); its batches had "
+                 f"{len(sizes)} sizes, starting {sizes[:4]}. Take the batches of bs indices from start = 0, bs, "
+                 f"2 * bs, ... up to len(x_train).")
+        epochs_seen = [np.concatenate(batches[e * len(per_epoch):(e + 1) * len(per_epoch)]) for e in range(epochs)]
+        if any(not np.array_equal(np.sort(e), np.sort(y)) for e in epochs_seen):
+            fail(f"fit for {case}: an epoch should show every training image exactly once (a permutation of the "
+                 f"indices, cut into batches).")
+        if any(np.array_equal(e, y) for e in epochs_seen):
+            fail(f"fit for {case}: an epoch went through the images in their stored order: shuffle them "
+                 f"(np.random.permutation(len(x_train))) at the start of each epoch.")
+        if any(np.array_equal(a, b) for a, b in zip(epochs_seen, epochs_seen[1:])):
+            fail(f"fit for {case}: two epochs saw the images in the same order: draw a new permutation at the start "
+                 f"of each epoch, inside the epoch loop.")
         if not isinstance(losses, list | tuple) or len(losses) != n_batches:
             fail(f"fit for {case}: return the list of every batch's loss as a number ({n_batches} of them), "
                  f"got {losses!r:.80}.")
         if not all(isinstance(v, float | int | np.floating) for v in losses):
             fail(f"fit for {case}: the losses should be plain numbers (loss.item()), not Tensors.")
+        if not _np_allclose(np.asarray(losses, dtype=np.float64), values, rtol=1e-12, atol=1e-12):
+            fail(f"fit for {case}: the list should hold each batch's loss, as loss_func returned it, in the order "
+                 f"of the batches (loss.item() after each step's loss).")
 
     return train_then_check(
         seed=seed, make_model=lambda: engine.MLP(n_hidden), train=train, accuracy=lambda m: _accuracy(m, xt, yt),
@@ -955,5 +1064,5 @@ def trained(fn):
 
 
 def trained_hidden(fn, seed):
-    _check_trained(fn, HIDDEN_SUBSET, 2, 16, 0.05, seed=seed, n_hidden=32)
+    _check_trained(fn, HIDDEN_SUBSET, 2, 24, 0.05, seed=seed, n_hidden=32)
     passed_hidden("fit")

@@ -12,7 +12,8 @@ import numpy as np
 # ---------------------------------------------------------------- the Tensor and backward()
 
 __all__ = [
-    "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "matmul", "relu", "sum_all",
+    "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "neg", "sub", "power", "div",
+    "matmul", "relu", "sum_all",
     "mean", "reshape", "log_softmax", "cross_entropy", "Module", "Linear", "MLP", "SGD", "fit", "numerical_gradient",
 ]
 
@@ -99,6 +100,31 @@ def mul(a, b):
                   lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)))
 
 
+def neg(a):
+    """``-a``. (Lesson 07.)"""
+    a = tensor(a)
+    return Tensor(-a.data, (a,), lambda g: (-g,))
+
+
+def sub(a, b):
+    """``a - b`` with broadcasting: ``a + (-b)``. (Lesson 07.)"""
+    return add(a, neg(b))
+
+
+def power(a, p):
+    """``a ** p`` elementwise for a number ``p`` (not a Tensor): the gradient is ``p * a ** (p - 1)``.
+    (Lesson 07.)"""
+    if isinstance(p, Tensor):
+        raise TypeError("power(a, p): p must be a number, not a Tensor")
+    a = tensor(a)
+    return Tensor(a.data ** p, (a,), lambda g: (g * p * a.data ** (p - 1),))
+
+
+def div(a, b):
+    """``a / b`` with broadcasting: ``a * b ** -1``. (Lesson 07.)"""
+    return mul(a, power(tensor(b), -1))
+
+
 def matmul(a, b):
     """``a @ b`` for 2-D ``a`` and ``b``. (Lesson 07.)"""
     a, b = tensor(a), tensor(b)
@@ -156,6 +182,12 @@ def cross_entropy(logits, targets):
 
 Tensor.__add__ = Tensor.__radd__ = add
 Tensor.__mul__ = Tensor.__rmul__ = mul
+Tensor.__neg__ = neg
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda a, b: sub(b, a)
+Tensor.__pow__ = power
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda a, b: div(b, a)
 Tensor.__matmul__ = matmul
 Tensor.relu, Tensor.sum, Tensor.mean, Tensor.reshape = relu, sum_all, mean, reshape
 
