@@ -40,6 +40,7 @@ ANSWERS = {  # each check and the course's answers it must pass (the hidden one 
     "sum_mean": (engine.sum_all, engine.mean), "reshape": (engine.reshape,), "log_softmax": (engine.log_softmax,),
     "cross_entropy": (engine.cross_entropy,), "zero_grad": (engine.Module,), "linear": (engine.Linear,),
     "sgd": (engine.SGD,), "numerical_gradient": (engine.numerical_gradient,),
+    "conv2d": (engine.conv2d,), "max_pool2d": (engine.max_pool2d,),
 }
 
 

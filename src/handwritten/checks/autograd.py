@@ -36,18 +36,20 @@ from ..reference.engine import Tensor
 from ._core import call, fail, mnist, observe, passed, passed_hidden, references_in_place, seeded, train_then_check
 
 __all__ = [
-    "add", "add_hidden", "backward", "backward_hidden", "cross_entropy", "cross_entropy_hidden", "linear",
-    "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul", "matmul_hidden", "mul", "mul_hidden",
-    "numerical_gradient", "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden",
-    "sgd", "sgd_hidden", "sum_mean", "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast",
-    "unbroadcast_hidden", "zero_grad", "zero_grad_hidden",
+    "add", "add_hidden", "backward", "backward_hidden", "conv2d", "conv2d_hidden", "cross_entropy",
+    "cross_entropy_hidden", "linear", "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul",
+    "matmul_hidden", "max_pool2d", "max_pool2d_hidden", "mul", "mul_hidden", "numerical_gradient",
+    "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden",
+    "sum_mean", "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast", "unbroadcast_hidden",
+    "zero_grad", "zero_grad_hidden",
 ]
 
 # Captured at import, before any student code runs (as in _core), so that a notebook which
 # reassigns ``np.allclose`` does not change what the checks see.
 _np_allclose = np.allclose
 
-OPS = ("add", "mul", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy")
+OPS = ("add", "mul", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy", "unfold", "fold",
+       "conv2d", "max_pool2d")
 
 
 def _references(*but) -> dict:
@@ -635,6 +637,81 @@ def cross_entropy(fn):
 def cross_entropy_hidden(fn, seed):
     _check_cross_entropy(fn, _rng(seed), [((1, 10), 0), ((7, 3), 0), ((5, 10), -800.0), ((6, 10), 5000.0)])
     passed_hidden("cross_entropy")
+
+
+# ---------------------------------------------------------------- conv2d and max_pool2d
+
+
+def _torch_conv2d(x, w, b, stride, pad):
+    return F.conv2d(x, w, b, stride=stride, padding=pad)
+
+
+def _bias_zero(i, got, want, leaves, up):
+    return i == 2 and not np.any(got)
+
+
+def _bias_not_summed(i, got, want, leaves, up):
+    return i == 2 and _close(got, np.asarray(up).sum(axis=(2, 3))[0])
+
+
+CONV_MISTAKES = (
+    ("the bias's gradient is zero: every output of filter f adds b[f], so its gradient is g summed over the batch "
+     "and both spatial axes, g.sum(axis=(0, 2, 3)).", _bias_zero),
+    ("the bias's gradient is one image's: sum g over the batch axis too, g.sum(axis=(0, 2, 3)).", _bias_not_summed),
+)
+
+
+def _conv_case(rng, n, c, hw, f, k, stride, pad):
+    return [rng.standard_normal((n, c, *hw)), rng.standard_normal((f, c, *k)), rng.standard_normal(f)], (stride, pad)
+
+
+def _check_conv(fn, rng, cases):
+    for n, c, hw, f, k, stride, pad in cases:
+        args, extra = _conv_case(rng, n, c, hw, f, k, stride, pad)
+        _check_op("conv2d", fn, _torch_conv2d, args, extra=extra, mistakes=CONV_MISTAKES, seed=int(rng.integers(99)),
+                  case=f"x {args[0].shape}, w {args[1].shape}, stride {stride}, pad {pad}")
+
+
+def conv2d(fn):
+    _check_conv(fn, _rng(41), [(2, 1, (5, 5), 3, (3, 3), 1, 0), (3, 2, (6, 5), 4, (3, 3), 1, 1)])
+    passed("conv2d", 2)
+
+
+def conv2d_hidden(fn, seed):
+    _check_conv(fn, _rng(seed), [(1, 3, (7, 8), 2, (2, 3), 2, 0), (2, 2, (9, 9), 3, (5, 5), 1, 2),
+                                 (4, 1, (28, 28), 8, (3, 3), 1, 1)])
+    passed_hidden("conv2d")
+
+
+def _torch_max_pool(x, k):
+    return F.max_pool2d(x, k)
+
+
+def _pool_spread(i, got, want, leaves, up):
+    return np.count_nonzero(got) > np.count_nonzero(want)
+
+
+POOL_MISTAKES = (
+    ("more elements got a gradient than there are windows: each window's gradient goes to its maximum alone "
+     "(the arg-max; the first one if several tie, as PyTorch), the others get 0.", _pool_spread),
+)
+
+
+def _check_pool(fn, rng, cases):
+    for shape, k, ties in cases:
+        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.standard_normal(shape)
+        _check_op("max_pool2d", fn, _torch_max_pool, [x], extra=(k,), mistakes=POOL_MISTAKES,
+                  seed=int(rng.integers(99)), case=f"x {shape}, k = {k}" + (", with ties" if ties else ""))
+
+
+def max_pool2d(fn):
+    _check_pool(fn, _rng(43), [((2, 3, 4, 6), 2, False), ((1, 2, 6, 6), 3, False)])
+    passed("max_pool2d", 2)
+
+
+def max_pool2d_hidden(fn, seed):
+    _check_pool(fn, _rng(seed), [((3, 2, 8, 4), 2, False), ((2, 2, 4, 6), 2, True), ((1, 1, 2, 2), 2, True)])
+    passed_hidden("max_pool2d")
 
 
 # ---------------------------------------------------------------- numerical_gradient

@@ -12,9 +12,9 @@ import numpy as np
 # ---------------------------------------------------------------- the Tensor and backward()
 
 __all__ = [
-    "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "neg", "sub", "power", "div",
-    "matmul", "relu", "sum_all",
-    "mean", "reshape", "log_softmax", "cross_entropy", "Module", "Linear", "MLP", "SGD", "fit", "numerical_gradient",
+    "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "neg", "sub", "power",
+    "div", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy", "unfold", "fold",
+    "conv2d", "max_pool2d", "Module", "Linear", "MLP", "SGD", "fit", "numerical_gradient",
 ]
 
 
@@ -178,6 +178,67 @@ def cross_entropy(logits, targets):
         return (g * d / len(targets),)
 
     return Tensor(-logp[rows, targets].mean(), (logits,), grad_fn)
+
+
+# ---------------------------------------------------------------- convolution and pooling
+
+
+def unfold(x, kh, kw, stride=1, pad=0):
+    """Lesson 04's ``im2col`` in NumPy: every ``kh`` x ``kw`` window of ``x`` (N, C, H, W), zero-padded by ``pad``,
+    as the columns of an (N, C * kh * kw, H' * W') array, ordered as ``F.unfold`` orders them. (Lesson 07.)"""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    n, c, ho, wo = windows.shape[:4]
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
+
+
+def fold(cols, shape, kh, kw, stride=1, pad=0):
+    """``col2im``, the transpose of ``unfold``: each column's values added back where its window lies in an array of
+    ``shape`` (N, C, H, W) (overlapping windows add up; the padding is dropped). (Lesson 07.)"""
+    n, c, h, w = shape
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    out = np.zeros((n, c, h + 2 * pad, w + 2 * pad))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, :, i, j]
+    return out[:, :, pad:pad + h, pad:pad + w]
+
+
+def conv2d(x, w, b, stride=1, pad=0):
+    """A convolution layer (PyTorch's cross-correlation): ``x`` (N, C, H, W), ``w`` (F, C, kh, kw), ``b`` (F,) ->
+    (N, F, H', W'), as one matrix product with ``unfold(x)``; backward through the same product, and ``fold`` for
+    the input. (Lesson 07.)"""
+    x, w, b = tensor(x), tensor(w), tensor(b)
+    n, f, (kh, kw) = x.shape[0], w.shape[0], w.shape[2:]
+    ho, wo = (x.shape[2] + 2 * pad - kh) // stride + 1, (x.shape[3] + 2 * pad - kw) // stride + 1
+    cols = unfold(x.data, kh, kw, stride, pad)                     # (N, K, L)
+    w2 = w.data.reshape(f, -1)                                     # (F, K)
+    out = (w2 @ cols).reshape(n, f, ho, wo) + b.data.reshape(1, f, 1, 1)
+
+    def grad_fn(g):
+        g2 = g.reshape(n, f, ho * wo)                              # (N, F, L)
+        dw = np.einsum("nfl,nkl->fk", g2, cols).reshape(w.shape)
+        dx = fold(w2.T @ g2, x.shape, kh, kw, stride, pad)
+        return dx, dw, g.sum(axis=(0, 2, 3))
+
+    return Tensor(out, (x, w, b), grad_fn)
+
+
+def max_pool2d(x, k=2):
+    """Max pooling over non-overlapping ``k`` x ``k`` windows of ``x`` (N, C, H, W) (H and W multiples of ``k``);
+    each window's gradient goes to its maximum alone, the first one if several tie (as in PyTorch). (Lesson 07.)"""
+    n, c, h, w = x.shape
+    windows = x.data.reshape(n, c, h // k, k, w // k, k).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, -1)
+    first = windows.argmax(axis=-1)
+    out = np.take_along_axis(windows, first[..., None], axis=-1)[..., 0]
+
+    def grad_fn(g):
+        d = np.zeros_like(windows)
+        np.put_along_axis(d, first[..., None], g[..., None], axis=-1)
+        return (d.reshape(n, c, h // k, w // k, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w),)
+
+    return Tensor(out, (x,), grad_fn)
 
 
 Tensor.__add__ = Tensor.__radd__ = add
