@@ -9,12 +9,15 @@
   pixels (the sample has only 8,000 training digits: without the shifts the network levels off near 95 %);
   the seconds until the test accuracy first reaches 97 %, and the same run in PyTorch from the same
   weights, on the same batches;
-* the ratio of the two.
+* the ratio of the two;
+* one epoch of the lesson's small CNN (8 3x3 filters, ReLU, 2x2 max pooling, linear; the student's ``conv2d``
+  and ``max_pool2d``) on 7,000 training digits, batches of 32, and the same CNN in PyTorch (float32), in the
+  same run, and their ratio.
 
-The engine (``Tensor``, the ops, ``Module``, ``Linear``, ``SGD``, ``fit`` and the ``MLP`` class) is taken
-from the instructor notebook itself. Everything runs on one thread: NumPy's OpenBLAS reads its thread count
-when NumPy loads, so ``measure()`` runs the measurements in a fresh interpreter with
-``OPENBLAS_NUM_THREADS=1`` (``make bench`` has imported NumPy long before).
+The engine (``Tensor``, the ops, ``Module``, ``Linear``, ``SGD``, ``fit``, ``unfold`` and ``fold``, and the
+``MLP`` and ``CNN`` classes) is taken from the instructor notebook itself. Everything runs on one thread: NumPy's
+OpenBLAS reads its thread count when NumPy loads, so ``measure()`` runs the measurements in a fresh interpreter
+with ``OPENBLAS_NUM_THREADS=1`` (``make bench`` has imported NumPy long before).
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ def engine() -> dict:
             continue
         if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
             exec(cell.source, namespace)
-        elif "class MLP(" in cell.source:
+        else:   # the given definitions it needs, without the cell's demonstration code
+            wanted = {"MLP", "CNN", "unfold", "fold"}
             tree = ast.parse(cell.source)
-            mlp = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "MLP"]
-            exec(compile(ast.Module(body=mlp, type_ignores=[]), "MLP", "exec"), namespace)
+            defs = [node for node in tree.body
+                    if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name in wanted]
+            if defs:
+                exec(compile(ast.Module(body=defs, type_ignores=[]), "given", "exec"), namespace)
     return namespace
 
 
@@ -123,6 +129,53 @@ def single_sample(ns, x, y, steps=3_000, repeat=3):
             best = max(best, steps / (time.perf_counter() - start))
         rates[name] = best
     return rates
+
+
+def cnn_epoch(ns, x, y, n=7_000, bs=32, lr=0.3, repeat=2):
+    """Best seconds over ``repeat`` epochs of the lesson's CNN on the first ``n`` training digits, batches of ``bs``
+    in a fixed order: ours (the notebook's engine), then PyTorch's copy from the same weights (float32)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    x, y = x.reshape(-1, 784)[:n], y[:n]
+    np.random.seed(SEED)
+    model = ns["CNN"]()
+    params = [p.data.copy() for p in model.parameters()]
+    net = nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    with torch.no_grad():
+        for param, value in zip([net[1].weight, net[1].bias, net[5].weight, net[5].bias],
+                                [params[0], params[1], params[2].T, params[3]]):
+            param.copy_(torch.from_numpy(value))
+    opt, topt = ns["SGD"](model.parameters(), lr=lr), torch.optim.SGD(net.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y)
+    Tensor, cross_entropy = ns["Tensor"], ns["cross_entropy"]
+
+    def ours():
+        for i in range(0, n, bs):
+            loss = cross_entropy(model(Tensor(x[i:i + bs])), y[i:i + bs])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def theirs():
+        for i in range(0, n, bs):
+            loss = F.cross_entropy(net(xt[i:i + bs]), yt[i:i + bs])
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+
+    seconds = {}
+    for name, epoch in [("ours", ours), ("torch", theirs)]:
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            epoch()
+            best = min(best, time.perf_counter() - start)
+        seconds[name] = best
+    return seconds
 
 
 def _shifted_batches(x, n_epochs, bs, rng):
@@ -191,6 +244,7 @@ def measure_here() -> list[dict]:
     x, y, x_test, y_test = _data()
     rates = single_sample(ns, x, y)
     reached = time_to_target(ns, x, y, x_test, y_test)
+    cnn = cnn_epoch(ns, x, y)
     (ours_s, ours_acc, ours_epochs), (torch_s, torch_acc, torch_epochs) = reached["ours"], reached["torch"]
     return [
         {"what": "lesson 07 engine: single-sample SGD (MLP 784-128-10)", "value": rates["ours"], "unit": "it/s",
@@ -205,6 +259,12 @@ def measure_here() -> list[dict]:
         {"what": f"  the same run in PyTorch (float32; {torch_epochs} epochs, {torch_acc:.4f})", "value": torch_s,
          "unit": "s", "limit": None, "better": "lower"},
         {"what": "  mini-batch time, ours / PyTorch", "value": ours_s / torch_s, "unit": "x",
+         "limit": None, "better": "lower"},
+        {"what": "lesson 07 engine: one CNN epoch (8 3x3 filters, pool, linear; 7,000 digits, bs 32)",
+         "value": cnn["ours"], "unit": "s", "limit": None, "better": "lower"},
+        {"what": "  the same epoch in PyTorch (float32)", "value": cnn["torch"], "unit": "s", "limit": None,
+         "better": "lower"},
+        {"what": "  CNN epoch time, ours / PyTorch", "value": cnn["ours"] / cnn["torch"], "unit": "x",
          "limit": None, "better": "lower"},
     ]
 

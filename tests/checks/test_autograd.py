@@ -230,6 +230,9 @@ def test_the_benchmark_takes_its_engine_from_the_notebook():
     np.random.seed(0)
     model = ns["MLP"]()
     assert [p.shape for p in model.parameters()] == [(784, 128), (128,), (128, 10), (10,)]
+    cnn = ns["CNN"]()                                 # the notebook's CNN, on its given unfold and fold
+    assert [p.shape for p in cnn.parameters()] == [(8, 1, 3, 3), (8,), (1568, 10), (10,)]
+    assert cnn(ns["Tensor"](np.zeros((2, 784)))).shape == (2, 10)
 
 
 def test_the_notebooks_numerical_gradient_is_the_references():
