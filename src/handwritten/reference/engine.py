@@ -1,7 +1,8 @@
 """Lesson 07, build your own framework: the tiny autograd engine on NumPy arrays -- a ``Tensor`` that remembers
 how it was computed and fills in gradients with ``backward()``, ``unbroadcast`` and the ops a network needs,
-``Module``, ``Linear``, ``SGD``, the lesson's ``MLP`` and ``fit`` -- and ``numerical_gradient``, which checks
-any of its gradients by central differences."""
+``Module``, ``Linear``, ``SGD``, the lesson's ``MLP`` and ``fit`` -- ``numerical_gradient``, which checks
+any of its gradients by central differences, and a convolution layer (``conv2d``, on ``unfold`` and ``fold``) and
+``max_pool2d``."""
 
 from __future__ import annotations
 
