@@ -1,6 +1,6 @@
 """Lesson 07, build your own framework: the tiny autograd engine on NumPy arrays -- a ``Tensor`` that remembers
 how it was computed and fills in gradients with ``backward()``, ``unbroadcast`` and the ops a network needs,
-``Module``, ``Linear``, ``SGD``, the lesson's ``MLP`` and ``fit`` -- ``numerical_gradient``, which checks
+``Module``, ``Linear``, ``SGD``, the lesson's ``MLP``, ``CNN`` and ``fit`` -- ``numerical_gradient``, which checks
 any of its gradients by central differences, and a convolution layer (``conv2d``, on ``unfold`` and ``fold``) and
 ``max_pool2d``."""
 
@@ -15,19 +15,23 @@ import numpy as np
 __all__ = [
     "Tensor", "tensor", "topological_order", "backprop", "unbroadcast", "add", "mul", "neg", "sub", "power",
     "div", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy", "unfold", "fold",
-    "conv2d", "max_pool2d", "Module", "Linear", "MLP", "SGD", "fit", "numerical_gradient",
+    "conv2d", "max_pool2d", "Module", "Linear", "MLP", "CNN", "SGD", "fit", "numerical_gradient",
 ]
 
 
 class Tensor:
     """A NumPy array (float64) that remembers the Tensors it was computed from (``parents``) and how to pass a
-    gradient back to them (``grad_fn``: the output's gradient -> a tuple, one gradient per parent). (Lesson 07.)"""
+    gradient back to them (``grad_fn``: the output's gradient -> a tuple, one gradient per parent). (Lesson 07.)
 
-    def __init__(self, data, parents=(), grad_fn=None):
+    ``requires_grad=False`` (PyTorch's word) marks data, such as a batch of images, whose gradient nobody reads:
+    ``matmul`` and ``conv2d`` then skip computing it (their grad_fn gives ``None`` for it)."""
+
+    def __init__(self, data, parents=(), grad_fn=None, requires_grad=True):
         self.data = np.asarray(data, dtype=np.float64)
         self.grad = np.zeros_like(self.data)
         self.parents = tuple(parents)
         self.grad_fn = grad_fn
+        self.requires_grad = requires_grad
 
     @property
     def shape(self):
@@ -71,7 +75,23 @@ def backprop(root, grad) -> None:
     for node in reversed(topological_order(root)):
         if node.grad_fn is not None:
             for parent, g in zip(node.parents, node.grad_fn(node.grad)):
-                parent.grad = np.asarray(parent.grad + np.asarray(g, dtype=np.float64))
+                if g is None:        # a gradient not asked for (requires_grad=False)
+                    continue
+                g = np.asarray(g, dtype=np.float64)
+                if getattr(parent.grad, "base", None) is _ZERO and parent.grad.shape == g.shape:
+                    parent.grad = g      # 0 + g is g: no new array, no pass over a weight's gradient (speed)
+                else:
+                    parent.grad = np.asarray(parent.grad + g)   # a new array: gradients are never changed in place
+
+
+# ``_zeros(shape)``: zeros that cost no memory and no time, a read-only view of one 0 (what ``SGD.zero_grad`` sets,
+# and what ``backprop`` replaces instead of adding to it).
+_ZERO = np.zeros(())
+_ZERO.flags.writeable = False
+
+
+def _zeros(shape):
+    return np.broadcast_to(_ZERO, shape)
 
 
 # ---------------------------------------------------------------- the ops
@@ -126,10 +146,22 @@ def div(a, b):
     return mul(a, power(tensor(b), -1))
 
 
+def _wanted(t) -> bool:
+    """Whether ``t``'s gradient is wanted (not data marked ``requires_grad=False``; a student's Tensor always is)."""
+    return getattr(t, "requires_grad", True)
+
+
 def matmul(a, b):
     """``a @ b`` for 2-D ``a`` and ``b``. (Lesson 07.)"""
     a, b = tensor(a), tensor(b)
-    return Tensor(a.data @ b.data, (a, b), lambda g: (g @ b.data.T, a.data.T @ g))
+
+    def grad_fn(g):
+        # One row (one digit per step): a.T @ g is an outer product, which broadcasting computes, the same
+        # numbers, in half the time of BLAS's general product (speed).
+        return (g @ b.data.T if _wanted(a) else None,
+                (a.data.T * g if a.shape[0] == 1 else a.data.T @ g) if _wanted(b) else None)
+
+    return Tensor(a.data @ b.data, (a, b), grad_fn)
 
 
 def relu(a):
@@ -220,7 +252,7 @@ def conv2d(x, w, b, stride=1, pad=0):
     def grad_fn(g):
         g2 = g.reshape(n, f, ho * wo)                              # (N, F, L)
         dw = np.einsum("nfl,nkl->fk", g2, cols).reshape(w.shape)
-        dx = fold(w2.T @ g2, x.shape, kh, kw, stride, pad)
+        dx = fold(w2.T @ g2, x.shape, kh, kw, stride, pad) if _wanted(x) else None
         return dx, dw, g.sum(axis=(0, 2, 3))
 
     return Tensor(out, (x, w, b), grad_fn)
@@ -304,6 +336,22 @@ class MLP(Module):
         return self.out(relu(self.hidden(x)))
 
 
+class CNN(Module):
+    """The lesson's small CNN: ``channels`` 3x3 filters (padding 1) -> ReLU -> 2x2 max pooling -> a linear layer from
+    ``channels * 14 * 14`` numbers to 10 logits, on (N, 784) pixels. The filters and their biases start uniform in
+    ``±1/3`` (as ``nn.Conv2d``'s: 1/sqrt(C * kh * kw)), drawn before the linear layer's. (Lesson 07.)"""
+
+    def __init__(self, channels=8):
+        bound = 1 / math.sqrt(9)
+        self.weight = Tensor(np.random.uniform(-bound, bound, (channels, 1, 3, 3)))
+        self.bias = Tensor(np.random.uniform(-bound, bound, channels))
+        self.out = Linear(channels * 14 * 14, 10)
+
+    def forward(self, x):
+        h = max_pool2d(relu(conv2d(reshape(x, (-1, 1, 28, 28)), self.weight, self.bias, pad=1)))
+        return self.out(reshape(h, (h.shape[0], -1)))
+
+
 class SGD:
     """Plain gradient descent: ``step()`` moves each parameter by ``-lr * grad``, in place. (Lesson 07.)"""
 
@@ -316,7 +364,7 @@ class SGD:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad = np.zeros_like(p.data)
+            p.grad = _zeros(p.shape)
 
 
 def fit(epochs, model, loss_func, opt, x_train, y_train, bs):
