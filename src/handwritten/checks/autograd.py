@@ -1,7 +1,7 @@
 """Checks for lesson 07, build your own framework: a ``Tensor`` on NumPy arrays with
 ``backward()``, ``unbroadcast``, the ops ``add``, ``mul``, ``matmul``, ``relu``, ``sum_all``,
 ``mean``, ``reshape``, ``log_softmax`` and ``cross_entropy``, then ``Module.zero_grad``,
-``Linear``, ``SGD`` and ``fit``.
+``Linear``, ``SGD`` and ``fit``, ``numerical_gradient``, ``conv2d``, ``max_pool2d`` and the ``CNN`` built on them.
 
 The oracle is ``torch.autograd`` in float64. A mistake is penalised once: every check runs the
 student's function with the course's engine (``handwritten.reference.engine``: ``Tensor``,
@@ -36,12 +36,12 @@ from ..reference.engine import Tensor
 from ._core import call, fail, mnist, observe, passed, passed_hidden, references_in_place, seeded, train_then_check
 
 __all__ = [
-    "add", "add_hidden", "backward", "backward_hidden", "conv2d", "conv2d_hidden", "cross_entropy",
-    "cross_entropy_hidden", "linear", "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul",
+    "add", "add_hidden", "backward", "backward_hidden", "cnn", "cnn_hidden", "conv2d", "conv2d_hidden",
+    "cross_entropy", "cross_entropy_hidden", "linear", "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul",
     "matmul_hidden", "max_pool2d", "max_pool2d_hidden", "mul", "mul_hidden", "numerical_gradient",
-    "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden",
-    "sum_mean", "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast", "unbroadcast_hidden",
-    "zero_grad", "zero_grad_hidden",
+    "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden", "sum_mean",
+    "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast", "unbroadcast_hidden", "zero_grad",
+    "zero_grad_hidden",
 ]
 
 # Captured at import, before any student code runs (as in _core), so that a notebook which
@@ -1019,11 +1019,11 @@ def sgd_hidden(cls, seed):
 # bundled sample (2,000 test images) over seeds 0-5, the reference network trained by:
 #                               visible: 784-64-10, one epoch     hidden: 784-32-10, two epochs
 #                               on 8,000 images, bs 32, lr 0.1    on 4,000 images, bs 24, lr 0.05
-#                                                                 (bs 16 until the last batch had to be smaller)
-#   a correct fit               0.886-0.898                       0.879-0.890
-#   one that never zeroes       0.131-0.333                       0.098-0.151
+#                                                                 (re-measured at bs 24, whose last batch is smaller)
+#   a correct fit               0.886-0.898                       0.868-0.881
+#   one that never zeroes       0.131-0.333                       0.230-0.323
 #   one that trains on its
-#   first batch over and over   0.522-0.536                       0.316-0.329
+#   first batch over and over   0.522-0.536                       0.510-0.651
 #   one that zeroes between
 #   backward and step, untrained  0.065-0.108 (chance)            0.068-0.108
 # (On 4,000 images the visible run's correct fit drops to 0.844-0.866 and never-zeroes rises to 0.417-0.596:
@@ -1143,3 +1143,185 @@ def trained(fn):
 def trained_hidden(fn, seed):
     _check_trained(fn, HIDDEN_SUBSET, 2, 24, 0.05, seed=seed, n_hidden=32)
     passed_hidden("fit")
+
+
+# ---------------------------------------------------------------- the CNN
+
+
+# Validation accuracy the student's CNN must reach after the grader trains it (their class on the course's ops, fit,
+# loss and SGD; one epoch on the first CNN_SUBSET training digits, bs 32, lr 0.3), measured on the notebook's 1,000
+# validation digits (the last training digits, never trained on). The reference CNN on the bundled sample, seeds 0-5:
+#                      1,000 digits, lr 0.3    2,000 digits, lr 0.1    2,000 digits, lr 0.3 (chosen)
+#   8 filters          0.652-0.800             0.631-0.832             0.789-0.855
+#   4 filters          0.211-0.714             0.712-0.844             0.794-0.860
+#   untrained          0.056-0.111
+# (about 1 s for 8 filters, 0.4 s for 4, while graded.)
+CNN_THRESHOLD = 0.70
+CNN_SUBSET = 2_000
+CNN_LR = 0.3
+CNN_BOUND = 1 / 3               # nn.Conv2d's 1/sqrt(C * kh * kw) for one input channel and 3x3 filters
+
+
+def _cnn_shapes(channels):
+    """The parameters' shapes by role: the filters, their biases, the linear layer's weight (n_in, n_out), its bias."""
+    return {"filters": (channels, 1, 3, 3), "biases": (channels,), "weight": (channels * 14 * 14, 10), "bias": (10,)}
+
+
+def _cnn_params(model, where):
+    """The model's parameters, found as the course's Module finds them: the course's Linear is in place, and it is
+    not a subclass of the student's Module."""
+    params = call(f"{where}.parameters()", engine.Module.parameters, model)
+    return [p for p in params if isinstance(p, Tensor)], len(params)
+
+
+def _cnn_probe(cls, channels, seed, x, upstream):
+    """The student's ``CNN(channels)`` built with NumPy's random state set to ``seed`` (``observe``: beside their
+    code): its parameters as built, its output on the digits ``x``, and every parameter's gradient of
+    ``sum(output * upstream)`` by the reference backward()."""
+    where = f"CNN({channels})"
+
+    def probe():
+        model = call(where, cls, channels)
+        params, listed = _cnn_params(model, where)
+        start = [p.data.copy() for p in params]
+        out = call(f"{where}(x) for x of shape {x.shape}", model, Tensor(x))
+        if not isinstance(out, Tensor):
+            return {"params": start, "listed": listed, "out": None, "out_type": type(out).__name__}
+        for p in params:
+            p.grad = np.zeros_like(p.data)
+        engine.sum_all(engine.mul(out, upstream)).backward()
+        return {"params": start, "listed": listed, "out": out.data, "grads": [p.grad.copy() for p in params]}
+
+    return seeded(seed, probe, numpy=True)
+
+
+def _cnn_fitted(cls, channels, seed, n_train, bs, lr):
+    """The student's ``CNN(channels)`` built under ``seed``, then trained under the same random state by the
+    reference ``fit``, loss and SGD for one epoch on the first ``n_train`` training digits (``observe``): the
+    trained parameters' values."""
+    x, y = _arrays("train", n_train)
+    where = f"CNN({channels})"
+
+    def train():
+        model = call(where, cls, channels)
+        params, _ = _cnn_params(model, where)
+        with np.errstate(all="ignore"):
+            call(f"training {where} (the course's fit, cross_entropy and SGD)", engine.fit, 1, model,
+                 engine.cross_entropy, engine.SGD(params, lr), x, y, bs)
+        return [p.data for p in params]
+
+    return seeded(seed, train, numpy=True)
+
+
+def _by_role(arrays, channels, where):
+    """The arrays of the four parameters by role, told apart by shape; fails, naming the likely mistake, unless
+    there are exactly those four."""
+    want = _cnn_shapes(channels)
+    got = [tuple(np.shape(a)) for a in arrays]
+    if sorted(got) != sorted(want.values()):
+        said = f"{where}.parameters() gives Tensors of shapes {got}; expected {sorted(want.values())} (in any order)"
+        if (channels * 13 * 13, 10) in got or (channels * 26 * 26, 10) in got:
+            fail(f"{said}: pad the convolution by 1 (conv2d(..., pad=1)) so that the maps stay 28 x 28 and pool to "
+                 f"14 x 14: Linear(channels * 14 * 14, 10).")
+        if (channels * 28 * 28, 10) in got:
+            fail(f"{said}: pool the maps (max_pool2d with k = 2) before the linear layer: Linear(channels * 14 * 14, "
+                 f"10).")
+        if channels != 8 and (8, 1, 3, 3) in got:
+            fail(f"{said}: use the channels argument, not 8: CNN(channels) has channels filters.")
+        fail(f"{said}: self.weight (channels, 1, 3, 3), self.bias (channels,), self.out = Linear(channels * 14 * 14, "
+             f"10), all found by parameters().")
+    return {role: next(np.asarray(a, dtype=np.float64) for a, shape in zip(arrays, got) if shape == want[role])
+            for role in want}
+
+
+def _torch_cnn_output(p, x, relu=True, flatten="channels"):
+    """The lesson's CNN in PyTorch (float64) with the parameters ``p`` (tensors, by role) on the rows ``x``."""
+    h = F.conv2d(x.reshape(-1, 1, 28, 28), p["filters"], p["biases"], padding=1)
+    h = F.max_pool2d(torch.relu(h) if relu else h, 2)
+    h = h.flatten(1) if flatten == "channels" else h.permute(0, 2, 3, 1).flatten(1)
+    return h @ p["weight"] + p["bias"]
+
+
+def _check_cnn_probe(cls, channels, seed):
+    where = f"CNN({channels})"
+    rng = _rng(seed)
+    x, _ = _arrays("train", 3)
+    upstream = rng.standard_normal((3, 10))
+    with references_in_place(cls, **_references()):
+        seen = observe(_cnn_probe, cls, channels, seed, x, upstream)
+    if len(seen["params"]) != seen["listed"]:
+        fail(f"{where}.parameters() should list Tensors only.")
+    start = _by_role(seen["params"], channels, where)
+    for role, name in [("filters", "self.weight"), ("biases", "self.bias")]:
+        values = start[role]
+        if np.abs(values).max() > CNN_BOUND + 1e-12 or not np.any(values):
+            fail(f"{where}: {name} should start uniform in ±1/3 (nn.Conv2d's 1/sqrt(C * kh * kw) = 1/sqrt(9)): "
+                 f"np.random.uniform(-bound, bound, shape); its values lie in [{values.min():.3f}, "
+                 f"{values.max():.3f}].")
+    if start["filters"].max() < CNN_BOUND / 2 or start["filters"].min() > -CNN_BOUND / 2:
+        fail(f"{where}: self.weight should start uniform in ±1/3; its values lie in [{start['filters'].min():.3f}, "
+             f"{start['filters'].max():.3f}], a narrower range.")
+    if seen["out"] is None:
+        fail(f"{where}(x) should return a Tensor of logits, got {seen['out_type']}.")
+    params = {role: torch.tensor(a, requires_grad=True) for role, a in start.items()}
+    xt = torch.from_numpy(x)
+    expected = _torch_cnn_output(params, xt)
+    out = np.asarray(seen["out"])
+    if out.shape != tuple(expected.shape):
+        fail(f"{where}(x) for x of shape {x.shape}: the output has shape {out.shape}, expected {tuple(expected.shape)} "
+             f"(one row of 10 logits per image).")
+    if not _close(out, expected.detach().numpy(), rtol=1e-9, atol=1e-10):
+        with torch.no_grad():
+            if _close(out, _torch_cnn_output(params, xt, relu=False).numpy(), rtol=1e-9, atol=1e-10):
+                fail(f"{where}(x): the output is the network's without the ReLU: relu(conv2d(...)) before pooling.")
+            if _close(out, _torch_cnn_output(params, xt, flatten="positions").numpy(), rtol=1e-9, atol=1e-10):
+                fail(f"{where}(x): the pooled maps are flattened position by position: reshape the (N, channels, 14, "
+                     f"14) maps to (N, -1) as they are, channel by channel, as nn.Flatten does.")
+        fail(f"{where}(x): wrong output (compared with the same network in PyTorch, from your parameters: conv2d "
+             f"padded by 1, ReLU, 2 x 2 max pooling, flattened, then self.out).")
+    (expected * torch.from_numpy(upstream)).sum().backward()
+    got = _by_role(seen["grads"], channels, where)
+    for role, name in [("filters", "self.weight"), ("biases", "self.bias"), ("weight", "self.out.weight"),
+                       ("bias", "self.out.bias")]:
+        want = params[role].grad.numpy()
+        if not _close(got[role], want, rtol=1e-7, atol=1e-9):
+            if not np.any(got[role]):
+                fail(f"{where}: {name} gets no gradient: build the forward pass on the Tensors themselves "
+                     f"(conv2d(x, self.weight, self.bias, pad=1)), not on a new Tensor made from their .data.")
+            fail(f"{where}: wrong gradient for {name} (compared with torch.autograd).")
+
+
+def _check_cnn_trained(cls, channels, seed, n_train):
+    where = f"CNN({channels})"
+    xv, yv = mnist("train", start=-1_000, shape=(784,), dtype=torch.float64)
+    xv, yv = xv.numpy(), yv.numpy()
+
+    def train(model):
+        with references_in_place(cls, **_references()):
+            trained = observe(_cnn_fitted, cls, channels, seed, n_train, 32, CNN_LR)
+        weights = _by_role(trained, channels, where)
+        for p, role in zip(model.parameters(), ("filters", "biases", "weight", "bias")):
+            p.data = weights[role]
+
+    return train_then_check(
+        seed=seed, make_model=lambda: engine.CNN(channels), train=train, accuracy=lambda m: _accuracy(m, xv, yv),
+        threshold=CNN_THRESHOLD, numpy=True,
+        message=lambda run: (f"{where}, trained by the course's fit for one epoch on {n_train:,} digits (bs 32, lr "
+                             f"{CNN_LR}): validation accuracy {run.accuracy:.3f}, below {CNN_THRESHOLD} (untrained: "
+                             f"{run.untrained:.3f})."))
+
+
+def cnn(cls):
+    """The student's CNN: parameters, their start, forward and gradients against PyTorch, then trained."""
+    _check_cnn_probe(cls, 8, seed=0)
+    run = _check_cnn_trained(cls, 8, seed=0, n_train=CNN_SUBSET)
+    print(f"validation accuracy {run.accuracy:.3f} after one epoch on {CNN_SUBSET:,} digits (untrained "
+          f"{run.untrained:.3f}; threshold {CNN_THRESHOLD}).")
+    passed("CNN", 2)
+
+
+def cnn_hidden(cls, seed):
+    for channels in (4, 3):
+        _check_cnn_probe(cls, channels, seed=seed + channels)
+    _check_cnn_trained(cls, 4, seed=seed, n_train=CNN_SUBSET)
+    passed_hidden("CNN")
