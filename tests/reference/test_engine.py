@@ -158,7 +158,9 @@ def test_sgd_zero_grad_then_backward_replaces_then_adds():
 def test_requires_grad_false_skips_only_that_gradient():
     rng = np.random.default_rng(2)
     x, w = Tensor(rng.standard_normal((3, 4)), requires_grad=False), Tensor(rng.standard_normal((4, 2)))
-    xi, wc = Tensor(rng.standard_normal((2, 1, 5, 5)), requires_grad=False), Tensor(rng.standard_normal((3, 1, 3, 3)))
+    flat, wc = Tensor(rng.standard_normal((2, 25)), requires_grad=False), Tensor(rng.standard_normal((3, 1, 3, 3)))
+    xi = engine.reshape(flat, (2, 1, 5, 5))              # computed from data alone: no gradient wanted either
+    assert not xi.requires_grad and engine.reshape(wc, (27,)).requires_grad
     engine.sum_all(x @ w).backward()
     engine.sum_all(engine.conv2d(xi, wc, Tensor(np.zeros(3)), pad=1)).backward()
     assert not x.grad.any() and not xi.grad.any()

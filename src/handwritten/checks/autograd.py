@@ -1258,6 +1258,10 @@ def _check_cnn_probe(cls, channels, seed):
             fail(f"{where}: {name} should start uniform in ±1/3 (nn.Conv2d's 1/sqrt(C * kh * kw) = 1/sqrt(9)): "
                  f"np.random.uniform(-bound, bound, shape); its values lie in [{values.min():.3f}, "
                  f"{values.max():.3f}].")
+    linear_bound = 1 / math.sqrt(channels * 14 * 14)
+    if max(np.abs(start["weight"]).max(), np.abs(start["bias"]).max()) > linear_bound + 1e-12:
+        fail(f"{where}: self.out should start as a new Linear(channels * 14 * 14, 10) (uniform in ±1/sqrt(n_in) = "
+             f"±{linear_bound:.4f}), not with weights set afterwards.")
     if start["filters"].max() < CNN_BOUND / 2 or start["filters"].min() > -CNN_BOUND / 2:
         fail(f"{where}: self.weight should start uniform in ±1/3; its values lie in [{start['filters'].min():.3f}, "
              f"{start['filters'].max():.3f}], a narrower range.")

@@ -23,15 +23,16 @@ class Tensor:
     """A NumPy array (float64) that remembers the Tensors it was computed from (``parents``) and how to pass a
     gradient back to them (``grad_fn``: the output's gradient -> a tuple, one gradient per parent). (Lesson 07.)
 
-    ``requires_grad=False`` (PyTorch's word) marks data, such as a batch of images, whose gradient nobody reads:
-    ``matmul`` and ``conv2d`` then skip computing it (their grad_fn gives ``None`` for it)."""
+    ``requires_grad=False`` (PyTorch's word) marks data, such as a batch of images, whose gradient nobody reads, and
+    so does every Tensor computed from such data alone: ``matmul`` and ``conv2d`` then skip computing it (their
+    grad_fn gives ``None`` for it)."""
 
     def __init__(self, data, parents=(), grad_fn=None, requires_grad=True):
         self.data = np.asarray(data, dtype=np.float64)
         self.grad = np.zeros_like(self.data)
         self.parents = tuple(parents)
         self.grad_fn = grad_fn
-        self.requires_grad = requires_grad
+        self.requires_grad = any(_wanted(p) for p in self.parents) if self.parents else requires_grad
 
     @property
     def shape(self):
@@ -375,7 +376,7 @@ def fit(epochs, model, loss_func, opt, x_train, y_train, bs):
         order = np.random.permutation(len(x_train))
         for start in range(0, len(x_train), bs):
             batch = order[start:start + bs]
-            loss = loss_func(model(Tensor(x_train[batch])), y_train[batch])
+            loss = loss_func(model(Tensor(x_train[batch], requires_grad=False)), y_train[batch])   # (speed)
             opt.zero_grad()
             loss.backward()
             opt.step()
