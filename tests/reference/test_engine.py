@@ -113,3 +113,73 @@ def test_fit_trains_the_mlp():
     assert len(losses) == 3 * 13 and all(isinstance(v, float) for v in losses)
     assert np.mean(losses[-5:]) < 0.25 * np.mean(losses[:5])
     assert (model(Tensor(x)).data.argmax(axis=1) == y).mean() > 0.95
+
+
+@pytest.mark.parametrize("formula", [
+    lambda a, b: a - b, lambda a, b: 1 - a, lambda a, b: b - 2.5, lambda a, b: -a * b, lambda a, b: a ** 3,
+    lambda a, b: a ** 0.5 / b, lambda a, b: 2 / b, lambda a, b: (a - b) ** 2 / 4,
+], ids=["a-b", "1-a", "b-2.5", "-a*b", "a**3", "a**0.5/b", "2/b", "(a-b)**2/4"])
+def test_sub_neg_pow_div_agree_with_torch(formula):
+    """The operators students reach for in the notebook (-, unary -, **, /, with a number on either side) work
+    and agree with torch.autograd, broadcasting a (3,) against a (2, 3)."""
+    rng = np.random.default_rng(2)
+    a0, b0 = rng.uniform(0.5, 2.0, (2, 3)), rng.uniform(0.5, 2.0, 3)
+    a, b = Tensor(a0.copy()), Tensor(b0.copy())
+    out = formula(a, b)
+    engine.sum_all(out).backward()
+    at, bt = (torch.tensor(v, requires_grad=True) for v in (a0, b0))
+    expected = formula(at, bt)
+    expected.sum().backward()
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(a.grad, at.grad.numpy() if at.grad is not None else 0 * a0, rtol=1e-12)
+    np.testing.assert_allclose(b.grad, bt.grad.numpy() if bt.grad is not None else 0 * b0, rtol=1e-12)
+
+
+def test_power_refuses_a_tensor_exponent():
+    with pytest.raises(TypeError, match="number"):
+        Tensor(2.0) ** Tensor(3.0)
+
+
+def test_sgd_zero_grad_then_backward_replaces_then_adds():
+    """SGD.zero_grad's zeros are a read-only view that backward() replaces; a second pass adds to what the first
+    left, and no node's gradient is changed in place (a gradient shared by two nodes stays right for both)."""
+    rng = np.random.default_rng(1)
+    x, w = Tensor(rng.standard_normal((1, 4))), Tensor(rng.standard_normal((4, 3)))
+    opt = engine.SGD([w], lr=0.1)
+    opt.zero_grad()
+    assert not w.grad.any() and not w.grad.flags.writeable
+    for passes in (1, 2):
+        out = x @ w + x @ w                                   # add passes the same array to both of its parents
+        engine.sum_all(out).backward()
+        np.testing.assert_allclose(w.grad, passes * 2 * x.data.T * np.ones((1, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(out.grad, np.ones((1, 3)))
+
+
+def test_requires_grad_false_skips_only_that_gradient():
+    rng = np.random.default_rng(2)
+    x, w = Tensor(rng.standard_normal((3, 4)), requires_grad=False), Tensor(rng.standard_normal((4, 2)))
+    flat, wc = Tensor(rng.standard_normal((2, 25)), requires_grad=False), Tensor(rng.standard_normal((3, 1, 3, 3)))
+    xi = engine.reshape(flat, (2, 1, 5, 5))              # computed from data alone: no gradient wanted either
+    assert not xi.requires_grad and engine.reshape(wc, (27,)).requires_grad
+    engine.sum_all(x @ w).backward()
+    engine.sum_all(engine.conv2d(xi, wc, Tensor(np.zeros(3)), pad=1)).backward()
+    assert not x.grad.any() and not xi.grad.any()
+    np.testing.assert_allclose(w.grad, x.data.sum(axis=0)[:, None] * np.ones((1, 2)), rtol=1e-12)
+    t = torch.tensor(xi.data)
+    tw = torch.tensor(wc.data, requires_grad=True)
+    F.conv2d(t, tw, padding=1).sum().backward()
+    np.testing.assert_allclose(wc.grad, tw.grad.numpy(), rtol=1e-10)
+
+
+def test_the_lessons_cnn_matches_torch():
+    np.random.seed(3)
+    model = engine.CNN(4)
+    assert [p.shape for p in model.parameters()] == [(4, 1, 3, 3), (4,), (784, 10), (10,)]
+    assert np.abs(model.weight.data).max() <= 1 / 3
+    x, y = np.random.default_rng(3).random((5, 784)), np.array([0, 3, 9, 1, 3])
+    engine.cross_entropy(model(Tensor(x)), y).backward()
+    tp = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
+    h = F.max_pool2d(torch.relu(F.conv2d(torch.tensor(x).reshape(5, 1, 28, 28), tp[0], tp[1], padding=1)), 2)
+    F.cross_entropy(h.flatten(1) @ tp[2] + tp[3], torch.tensor(y)).backward()
+    for p, t in zip(model.parameters(), tp):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-9, atol=1e-12)

@@ -1,7 +1,7 @@
 """Checks for lesson 07, build your own framework: a ``Tensor`` on NumPy arrays with
 ``backward()``, ``unbroadcast``, the ops ``add``, ``mul``, ``matmul``, ``relu``, ``sum_all``,
 ``mean``, ``reshape``, ``log_softmax`` and ``cross_entropy``, then ``Module.zero_grad``,
-``Linear``, ``SGD`` and ``fit``.
+``Linear``, ``SGD`` and ``fit``, ``numerical_gradient``, ``conv2d``, ``max_pool2d`` and the ``CNN`` built on them.
 
 The oracle is ``torch.autograd`` in float64. A mistake is penalised once: every check runs the
 student's function with the course's engine (``handwritten.reference.engine``: ``Tensor``,
@@ -36,17 +36,20 @@ from ..reference.engine import Tensor
 from ._core import call, fail, mnist, observe, passed, passed_hidden, references_in_place, seeded, train_then_check
 
 __all__ = [
-    "add", "add_hidden", "backward", "backward_hidden", "cross_entropy", "cross_entropy_hidden", "linear",
-    "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul", "matmul_hidden", "mul", "mul_hidden", "relu",
-    "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden", "sum_mean", "sum_mean_hidden", "trained",
-    "trained_hidden", "unbroadcast", "unbroadcast_hidden", "zero_grad", "zero_grad_hidden",
+    "add", "add_hidden", "backward", "backward_hidden", "cnn", "cnn_hidden", "conv2d", "conv2d_hidden",
+    "cross_entropy", "cross_entropy_hidden", "linear", "linear_hidden", "log_softmax", "log_softmax_hidden", "matmul",
+    "matmul_hidden", "max_pool2d", "max_pool2d_hidden", "mul", "mul_hidden", "numerical_gradient",
+    "numerical_gradient_hidden", "relu", "relu_hidden", "reshape", "reshape_hidden", "sgd", "sgd_hidden", "sum_mean",
+    "sum_mean_hidden", "trained", "trained_hidden", "unbroadcast", "unbroadcast_hidden", "zero_grad",
+    "zero_grad_hidden",
 ]
 
 # Captured at import, before any student code runs (as in _core), so that a notebook which
 # reassigns ``np.allclose`` does not change what the checks see.
 _np_allclose = np.allclose
 
-OPS = ("add", "mul", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy")
+OPS = ("add", "mul", "matmul", "relu", "sum_all", "mean", "reshape", "log_softmax", "cross_entropy", "unfold", "fold",
+       "conv2d", "max_pool2d")
 
 
 def _references(*but) -> dict:
@@ -636,6 +639,148 @@ def cross_entropy_hidden(fn, seed):
     passed_hidden("cross_entropy")
 
 
+# ---------------------------------------------------------------- conv2d and max_pool2d
+
+
+def _torch_conv2d(x, w, b, stride, pad):
+    return F.conv2d(x, w, b, stride=stride, padding=pad)
+
+
+def _bias_zero(i, got, want, leaves, up):
+    return i == 2 and not np.any(got)
+
+
+def _bias_not_summed(i, got, want, leaves, up):
+    return i == 2 and _close(got, np.asarray(up).sum(axis=(2, 3))[0])
+
+
+CONV_MISTAKES = (
+    ("the bias's gradient is zero: every output of filter f adds b[f], so its gradient is g summed over the batch "
+     "and both spatial axes, g.sum(axis=(0, 2, 3)).", _bias_zero),
+    ("the bias's gradient is one image's: sum g over the batch axis too, g.sum(axis=(0, 2, 3)).", _bias_not_summed),
+)
+
+
+def _conv_case(rng, n, c, hw, f, k, stride, pad):
+    return [rng.standard_normal((n, c, *hw)), rng.standard_normal((f, c, *k)), rng.standard_normal(f)], (stride, pad)
+
+
+def _check_conv(fn, rng, cases):
+    for n, c, hw, f, k, stride, pad in cases:
+        args, extra = _conv_case(rng, n, c, hw, f, k, stride, pad)
+        _check_op("conv2d", fn, _torch_conv2d, args, extra=extra, mistakes=CONV_MISTAKES, seed=int(rng.integers(99)),
+                  case=f"x {args[0].shape}, w {args[1].shape}, stride {stride}, pad {pad}")
+
+
+def conv2d(fn):
+    _check_conv(fn, _rng(41), [(2, 1, (5, 5), 3, (3, 3), 1, 0), (3, 2, (6, 5), 4, (3, 3), 1, 1)])
+    passed("conv2d", 2)
+
+
+def conv2d_hidden(fn, seed):
+    _check_conv(fn, _rng(seed), [(1, 3, (7, 8), 2, (2, 3), 2, 0), (2, 2, (9, 9), 3, (5, 5), 1, 2),
+                                 (4, 1, (28, 28), 8, (3, 3), 1, 1)])
+    passed_hidden("conv2d")
+
+
+def _torch_max_pool(x, k):
+    return F.max_pool2d(x, k)
+
+
+def _pool_spread(i, got, want, leaves, up):
+    return np.count_nonzero(got) > np.count_nonzero(want)
+
+
+POOL_MISTAKES = (
+    ("more elements got a gradient than there are windows: each window's gradient goes to its maximum alone "
+     "(the arg-max; the first one if several tie, as PyTorch), the others get 0.", _pool_spread),
+)
+
+
+def _check_pool(fn, rng, cases):
+    for shape, k, ties in cases:
+        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.standard_normal(shape)
+        _check_op("max_pool2d", fn, _torch_max_pool, [x], extra=(k,), mistakes=POOL_MISTAKES,
+                  seed=int(rng.integers(99)), case=f"x {shape}, k = {k}" + (", with ties" if ties else ""))
+
+
+def max_pool2d(fn):
+    _check_pool(fn, _rng(43), [((2, 3, 4, 6), 2, False), ((1, 2, 6, 6), 3, False)])
+    passed("max_pool2d", 2)
+
+
+def max_pool2d_hidden(fn, seed):
+    _check_pool(fn, _rng(seed), [((3, 2, 8, 4), 2, False), ((2, 2, 4, 6), 2, True), ((1, 1, 2, 2), 2, True)])
+    passed_hidden("max_pool2d")
+
+
+# ---------------------------------------------------------------- numerical_gradient
+
+
+def _numerical_run(fn, x0, coef, reads_argument):
+    """The student's ``numerical_gradient`` on ``f(x) = sum(coef * x**3 + 5 x**2)`` at ``x0`` (``observe``: f and x
+    are made beside their code). With ``reads_argument`` False, f ignores its argument and reads the array that
+    was passed in, as a loss reads a Tensor's data: only changing that array itself moves f. Returns the
+    estimate, x afterwards, whether the estimate is x itself, and how many times f was called."""
+    x = np.array(x0, dtype=np.float64)
+    calls = [0]
+
+    def f(arg):
+        calls[0] += 1
+        v = arg if reads_argument else x
+        return float((coef * v ** 3 + 5 * v ** 2).sum())
+
+    got = call("numerical_gradient(f, x)", fn, f, x)
+    return {"grad": None if got is None else np.array(got, dtype=np.float64), "x": x.copy(), "is_x": got is x,
+            "calls": calls[0]}
+
+
+def _check_numerical(fn, rng, shape, reads_argument):
+    x0 = rng.uniform(-1, 1, shape)
+    coef = rng.uniform(0.5, 2.0, shape)
+    where = (f"numerical_gradient(f, x) for x of shape {shape}"
+             + ("" if reads_argument else ", where f reads the array x itself (as a loss reads a weight's data)"))
+    seen = observe(_numerical_run, fn, x0, coef, reads_argument)
+    exact = 3 * coef * x0 ** 2 + 10 * x0
+    if seen["grad"] is None:
+        fail(f"{where}: return the array of estimates, got None.")
+    if not _np_allclose(seen["x"], x0, rtol=0, atol=1e-12):
+        fail(f"{where}: x is not as it was afterwards: put each element back (x[i] = old) after moving it.")
+    if seen["is_x"]:
+        fail(f"{where}: return a new array (np.zeros_like(x)), not x itself.")
+    grad = seen["grad"]
+    if grad.shape != x0.shape:
+        fail(f"{where}: the estimate has shape {grad.shape}, x has {x0.shape}: one estimate per element "
+             f"(np.ndindex(x.shape) gives every index of a many-dimensional array).")
+    if not reads_argument and _np_allclose(grad, 0):
+        fail(f"{where}: every estimate is 0: change x itself, in place (x[i] = old + eps), not a copy, so that a "
+             f"function that reads x sees the change.")
+    if _close(grad, 2 * exact, rtol=1e-5, atol=1e-6):
+        fail(f"{where}: every estimate is twice the derivative: the two points are 2 * eps apart, so divide by "
+             f"2 * eps.")
+    if not _close(grad, exact, rtol=1e-7, atol=1e-7):
+        worst = float(np.abs(grad - exact).max())
+        forward = seen["calls"] <= x0.size + 1
+        fail(f"{where}: an estimate is off by {worst:.1e} (a central difference is off by about 1e-10 here)"
+             + ("; f was called only about once per element: a forward difference (f(x + eps) - f(x)) / eps errs "
+                "by about eps * f''/2; use the central difference (f(x + eps) - f(x - eps)) / (2 * eps)."
+                if forward else "."))
+
+
+def numerical_gradient(fn):
+    rng = _rng(7)
+    for shape in [(5,), (2, 3)]:
+        _check_numerical(fn, rng, shape, reads_argument=True)
+    passed("numerical_gradient", 2)
+
+
+def numerical_gradient_hidden(fn, seed):
+    rng = _rng(seed)
+    for shape, reads in [((2, 2, 3), True), ((), True), ((3, 4), False)]:
+        _check_numerical(fn, rng, shape, reads_argument=reads)
+    passed_hidden("numerical_gradient")
+
+
 # ---------------------------------------------------------------- Module, Linear, SGD
 
 
@@ -873,11 +1018,12 @@ def sgd_hidden(cls, seed):
 # Test accuracy a trained network must reach, graded or not (the training is the same). Measured on the
 # bundled sample (2,000 test images) over seeds 0-5, the reference network trained by:
 #                               visible: 784-64-10, one epoch     hidden: 784-32-10, two epochs
-#                               on 8,000 images, bs 32, lr 0.1    on 4,000 images, bs 16, lr 0.05
-#   a correct fit               0.886-0.898                       0.879-0.890
-#   one that never zeroes       0.131-0.333                       0.098-0.151
+#                               on 8,000 images, bs 32, lr 0.1    on 4,000 images, bs 24, lr 0.05
+#                                                                 (re-measured at bs 24, whose last batch is smaller)
+#   a correct fit               0.886-0.898                       0.868-0.881
+#   one that never zeroes       0.131-0.333                       0.230-0.323
 #   one that trains on its
-#   first batch over and over   0.522-0.536                       0.316-0.329
+#   first batch over and over   0.522-0.536                       0.510-0.651
 #   one that zeroes between
 #   backward and step, untrained  0.065-0.108 (chance)            0.068-0.108
 # (On 4,000 images the visible run's correct fit drops to 0.844-0.866 and never-zeroes rises to 0.417-0.596:
@@ -906,19 +1052,32 @@ def _fitted(fn, case, seed, n_hidden, n_train, epochs, bs, lr):
     network stays beside their code): what fit returned, and the trained parameters' values."""
     x, y = _arrays("train", n_train)
 
+    batches, values = [], []
+
+    def loss_func(logits, targets):
+        """The reference loss, remembering the targets of every batch it is given and the loss it returned."""
+        out = engine.cross_entropy(logits, targets)
+        batches.append(np.array(targets).copy())
+        values.append(float(out.data))
+        return out
+
     def train():
         model = engine.MLP(n_hidden)
         opt = engine.SGD(model.parameters(), lr)
         with np.errstate(all="ignore"):
-            losses = call(f"fit for {case}", fn, epochs, model, engine.cross_entropy, opt, x, y, bs)
-        return {"losses": losses, "weights": [p.data for p in model.parameters()]}
+            losses = call(f"fit for {case}", fn, epochs, model, loss_func, opt, x, y, bs)
+        if isinstance(losses, list | tuple) and not all(isinstance(v, float | int | np.floating) for v in losses):
+            losses = ["not a number"] * len(losses)      # Tensors stay here; the check only needs to know
+        return {"losses": losses, "weights": [p.data for p in model.parameters()], "batches": batches,
+                "values": values}
 
     return seeded(seed, train, numpy=True)
 
 
 def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
     xt, yt = _arrays("test")
-    n = len(mnist("train", stop=n_train, dtype=None)[1])
+    y = np.asarray(mnist("train", stop=n_train, dtype=None)[1])
+    n = len(y)
     case = f"an MLP 784-{n_hidden}-10, {epochs} epoch(s) on {n:,} images, bs = {bs}, lr = {lr}"
     n_batches = epochs * math.ceil(n / bs)
 
@@ -929,15 +1088,42 @@ def _check_trained(fn, n_train, epochs, bs, lr, seed, n_hidden):
             seen = observe(_fitted, fn, case, seed, n_hidden, n_train, epochs, bs, lr)
         for p, w in zip(model.parameters(), seen["weights"]):
             p.data = np.array(w, dtype=np.float64).reshape(p.shape)
-        return seen["losses"]
+        return seen
 
     def check_losses(run):
-        losses = run.result
+        """What fit's statement asks beyond the accuracy: loss_func (the argument) once per batch, batches of bs
+        (the last one smaller) going through every image once per epoch in a new random order, and the list of
+        every batch's loss, as plain numbers, in order."""
+        seen = run.result
+        losses, batches, values = seen["losses"], seen["batches"], seen["values"]
+        if not batches:
+            fail(f"fit for {case}: the loss_func it was given was never called: compute each batch's loss with "
+                 f"loss_func(model(Tensor(xb)), yb), the argument, not a function of the notebook.")
+        sizes = [len(b) for b in batches]
+        per_epoch = [bs] * (n // bs) + ([n % bs] if n % bs else [])
+        if sizes != per_epoch * epochs:
+            fail(f"fit for {case}: loss_func should be called on {epochs * len(per_epoch)} batches, "
+                 f"{len(per_epoch)} per epoch of {bs} images (the last one {per_epoch[-1]}); its batches had "
+                 f"{len(sizes)} sizes, starting {sizes[:4]}. Take the batches of bs indices from start = 0, bs, "
+                 f"2 * bs, ... up to len(x_train).")
+        epochs_seen = [np.concatenate(batches[e * len(per_epoch):(e + 1) * len(per_epoch)]) for e in range(epochs)]
+        if any(not np.array_equal(np.sort(e), np.sort(y)) for e in epochs_seen):
+            fail(f"fit for {case}: an epoch should show every training image exactly once (a permutation of the "
+                 f"indices, cut into batches).")
+        if any(np.array_equal(e, y) for e in epochs_seen):
+            fail(f"fit for {case}: an epoch went through the images in their stored order: shuffle them "
+                 f"(np.random.permutation(len(x_train))) at the start of each epoch.")
+        if any(np.array_equal(a, b) for a, b in zip(epochs_seen, epochs_seen[1:])):
+            fail(f"fit for {case}: two epochs saw the images in the same order: draw a new permutation at the start "
+                 f"of each epoch, inside the epoch loop.")
         if not isinstance(losses, list | tuple) or len(losses) != n_batches:
             fail(f"fit for {case}: return the list of every batch's loss as a number ({n_batches} of them), "
                  f"got {losses!r:.80}.")
         if not all(isinstance(v, float | int | np.floating) for v in losses):
             fail(f"fit for {case}: the losses should be plain numbers (loss.item()), not Tensors.")
+        if not _np_allclose(np.asarray(losses, dtype=np.float64), values, rtol=1e-12, atol=1e-12):
+            fail(f"fit for {case}: the list should hold each batch's loss, as loss_func returned it, in the order "
+                 f"of the batches (loss.item() after each step's loss).")
 
     return train_then_check(
         seed=seed, make_model=lambda: engine.MLP(n_hidden), train=train, accuracy=lambda m: _accuracy(m, xt, yt),
@@ -955,5 +1141,191 @@ def trained(fn):
 
 
 def trained_hidden(fn, seed):
-    _check_trained(fn, HIDDEN_SUBSET, 2, 16, 0.05, seed=seed, n_hidden=32)
+    _check_trained(fn, HIDDEN_SUBSET, 2, 24, 0.05, seed=seed, n_hidden=32)
     passed_hidden("fit")
+
+
+# ---------------------------------------------------------------- the CNN
+
+
+# Validation accuracy the student's CNN must reach after the grader trains it (their class on the course's ops, fit,
+# loss and SGD; one epoch on the first CNN_SUBSET training digits, bs 32, lr 0.3), measured on the notebook's 1,000
+# validation digits (the last training digits, never trained on). The reference CNN on the bundled sample, seeds 0-5:
+#                      1,000 digits, lr 0.3    2,000 digits, lr 0.1    2,000 digits, lr 0.3 (chosen)
+#   8 filters          0.652-0.800             0.631-0.832             0.789-0.855
+#   4 filters          0.211-0.714             0.712-0.844             0.794-0.860
+#   untrained          0.056-0.111
+# (about 1 s for 8 filters, 0.4 s for 4, while graded.)
+CNN_THRESHOLD = 0.70
+CNN_SUBSET = 2_000
+CNN_LR = 0.3
+CNN_BOUND = 1 / 3               # nn.Conv2d's 1/sqrt(C * kh * kw) for one input channel and 3x3 filters
+
+
+def _cnn_shapes(channels):
+    """The parameters' shapes by role: the filters, their biases, the linear layer's weight (n_in, n_out), its bias."""
+    return {"filters": (channels, 1, 3, 3), "biases": (channels,), "weight": (channels * 14 * 14, 10), "bias": (10,)}
+
+
+def _cnn_params(model, where):
+    """The model's parameters, found as the course's Module finds them: the course's Linear is in place, and it is
+    not a subclass of the student's Module."""
+    params = call(f"{where}.parameters()", engine.Module.parameters, model)
+    return [p for p in params if isinstance(p, Tensor)], len(params)
+
+
+def _cnn_probe(cls, channels, seed, x, upstream):
+    """The student's ``CNN(channels)`` built with NumPy's random state set to ``seed`` (``observe``: beside their
+    code): its parameters as built, its output on the digits ``x``, and every parameter's gradient of
+    ``sum(output * upstream)`` by the reference backward()."""
+    where = f"CNN({channels})"
+
+    def probe():
+        model = call(where, cls, channels)
+        params, listed = _cnn_params(model, where)
+        start = [p.data.copy() for p in params]
+        out = call(f"{where}(x) for x of shape {x.shape}", model, Tensor(x))
+        if not isinstance(out, Tensor):
+            return {"params": start, "listed": listed, "out": None, "out_type": type(out).__name__}
+        for p in params:
+            p.grad = np.zeros_like(p.data)
+        engine.sum_all(engine.mul(out, upstream)).backward()
+        return {"params": start, "listed": listed, "out": out.data, "grads": [p.grad.copy() for p in params]}
+
+    return seeded(seed, probe, numpy=True)
+
+
+def _cnn_fitted(cls, channels, seed, n_train, bs, lr):
+    """The student's ``CNN(channels)`` built under ``seed``, then trained under the same random state by the
+    reference ``fit``, loss and SGD for one epoch on the first ``n_train`` training digits (``observe``): the
+    trained parameters' values."""
+    x, y = _arrays("train", n_train)
+    where = f"CNN({channels})"
+
+    def train():
+        model = call(where, cls, channels)
+        params, _ = _cnn_params(model, where)
+        with np.errstate(all="ignore"):
+            call(f"training {where} (the course's fit, cross_entropy and SGD)", engine.fit, 1, model,
+                 engine.cross_entropy, engine.SGD(params, lr), x, y, bs)
+        return [p.data for p in params]
+
+    return seeded(seed, train, numpy=True)
+
+
+def _by_role(arrays, channels, where):
+    """The arrays of the four parameters by role, told apart by shape; fails, naming the likely mistake, unless
+    there are exactly those four."""
+    want = _cnn_shapes(channels)
+    got = [tuple(np.shape(a)) for a in arrays]
+    if sorted(got) != sorted(want.values()):
+        said = f"{where}.parameters() gives Tensors of shapes {got}; expected {sorted(want.values())} (in any order)"
+        if (channels * 13 * 13, 10) in got or (channels * 26 * 26, 10) in got:
+            fail(f"{said}: pad the convolution by 1 (conv2d(..., pad=1)) so that the maps stay 28 x 28 and pool to "
+                 f"14 x 14: Linear(channels * 14 * 14, 10).")
+        if (channels * 28 * 28, 10) in got:
+            fail(f"{said}: pool the maps (max_pool2d with k = 2) before the linear layer: Linear(channels * 14 * 14, "
+                 f"10).")
+        if channels != 8 and (8, 1, 3, 3) in got:
+            fail(f"{said}: use the channels argument, not 8: CNN(channels) has channels filters.")
+        fail(f"{said}: self.weight (channels, 1, 3, 3), self.bias (channels,), self.out = Linear(channels * 14 * 14, "
+             f"10), all found by parameters().")
+    return {role: next(np.asarray(a, dtype=np.float64) for a, shape in zip(arrays, got) if shape == want[role])
+            for role in want}
+
+
+def _torch_cnn_output(p, x, relu=True, flatten="channels"):
+    """The lesson's CNN in PyTorch (float64) with the parameters ``p`` (tensors, by role) on the rows ``x``."""
+    h = F.conv2d(x.reshape(-1, 1, 28, 28), p["filters"], p["biases"], padding=1)
+    h = F.max_pool2d(torch.relu(h) if relu else h, 2)
+    h = h.flatten(1) if flatten == "channels" else h.permute(0, 2, 3, 1).flatten(1)
+    return h @ p["weight"] + p["bias"]
+
+
+def _check_cnn_probe(cls, channels, seed):
+    where = f"CNN({channels})"
+    rng = _rng(seed)
+    x, _ = _arrays("train", 3)
+    upstream = rng.standard_normal((3, 10))
+    with references_in_place(cls, **_references()):
+        seen = observe(_cnn_probe, cls, channels, seed, x, upstream)
+    if len(seen["params"]) != seen["listed"]:
+        fail(f"{where}.parameters() should list Tensors only.")
+    start = _by_role(seen["params"], channels, where)
+    for role, name in [("filters", "self.weight"), ("biases", "self.bias")]:
+        values = start[role]
+        if np.abs(values).max() > CNN_BOUND + 1e-12 or not np.any(values):
+            fail(f"{where}: {name} should start uniform in ±1/3 (nn.Conv2d's 1/sqrt(C * kh * kw) = 1/sqrt(9)): "
+                 f"np.random.uniform(-bound, bound, shape); its values lie in [{values.min():.3f}, "
+                 f"{values.max():.3f}].")
+    linear_bound = 1 / math.sqrt(channels * 14 * 14)
+    if max(np.abs(start["weight"]).max(), np.abs(start["bias"]).max()) > linear_bound + 1e-12:
+        fail(f"{where}: self.out should start as a new Linear(channels * 14 * 14, 10) (uniform in ±1/sqrt(n_in) = "
+             f"±{linear_bound:.4f}), not with weights set afterwards.")
+    if start["filters"].max() < CNN_BOUND / 2 or start["filters"].min() > -CNN_BOUND / 2:
+        fail(f"{where}: self.weight should start uniform in ±1/3; its values lie in [{start['filters'].min():.3f}, "
+             f"{start['filters'].max():.3f}], a narrower range.")
+    if seen["out"] is None:
+        fail(f"{where}(x) should return a Tensor of logits, got {seen['out_type']}.")
+    params = {role: torch.tensor(a, requires_grad=True) for role, a in start.items()}
+    xt = torch.from_numpy(x)
+    expected = _torch_cnn_output(params, xt)
+    out = np.asarray(seen["out"])
+    if out.shape != tuple(expected.shape):
+        fail(f"{where}(x) for x of shape {x.shape}: the output has shape {out.shape}, expected {tuple(expected.shape)} "
+             f"(one row of 10 logits per image).")
+    if not _close(out, expected.detach().numpy(), rtol=1e-9, atol=1e-10):
+        with torch.no_grad():
+            if _close(out, _torch_cnn_output(params, xt, relu=False).numpy(), rtol=1e-9, atol=1e-10):
+                fail(f"{where}(x): the output is the network's without the ReLU: relu(conv2d(...)) before pooling.")
+            if _close(out, _torch_cnn_output(params, xt, flatten="positions").numpy(), rtol=1e-9, atol=1e-10):
+                fail(f"{where}(x): the pooled maps are flattened position by position: reshape the (N, channels, 14, "
+                     f"14) maps to (N, -1) as they are, channel by channel, as nn.Flatten does.")
+        fail(f"{where}(x): wrong output (compared with the same network in PyTorch, from your parameters: conv2d "
+             f"padded by 1, ReLU, 2 x 2 max pooling, flattened, then self.out).")
+    (expected * torch.from_numpy(upstream)).sum().backward()
+    got = _by_role(seen["grads"], channels, where)
+    for role, name in [("filters", "self.weight"), ("biases", "self.bias"), ("weight", "self.out.weight"),
+                       ("bias", "self.out.bias")]:
+        want = params[role].grad.numpy()
+        if not _close(got[role], want, rtol=1e-7, atol=1e-9):
+            if not np.any(got[role]):
+                fail(f"{where}: {name} gets no gradient: build the forward pass on the Tensors themselves "
+                     f"(conv2d(x, self.weight, self.bias, pad=1)), not on a new Tensor made from their .data.")
+            fail(f"{where}: wrong gradient for {name} (compared with torch.autograd).")
+
+
+def _check_cnn_trained(cls, channels, seed, n_train):
+    where = f"CNN({channels})"
+    xv, yv = mnist("train", start=-1_000, shape=(784,), dtype=torch.float64)
+    xv, yv = xv.numpy(), yv.numpy()
+
+    def train(model):
+        with references_in_place(cls, **_references()):
+            trained = observe(_cnn_fitted, cls, channels, seed, n_train, 32, CNN_LR)
+        weights = _by_role(trained, channels, where)
+        for p, role in zip(model.parameters(), ("filters", "biases", "weight", "bias")):
+            p.data = weights[role]
+
+    return train_then_check(
+        seed=seed, make_model=lambda: engine.CNN(channels), train=train, accuracy=lambda m: _accuracy(m, xv, yv),
+        threshold=CNN_THRESHOLD, numpy=True,
+        message=lambda run: (f"{where}, trained by the course's fit for one epoch on {n_train:,} digits (bs 32, lr "
+                             f"{CNN_LR}): validation accuracy {run.accuracy:.3f}, below {CNN_THRESHOLD} (untrained: "
+                             f"{run.untrained:.3f})."))
+
+
+def cnn(cls):
+    """The student's CNN: parameters, their start, forward and gradients against PyTorch, then trained."""
+    _check_cnn_probe(cls, 8, seed=0)
+    run = _check_cnn_trained(cls, 8, seed=0, n_train=CNN_SUBSET)
+    print(f"validation accuracy {run.accuracy:.3f} after one epoch on {CNN_SUBSET:,} digits (untrained "
+          f"{run.untrained:.3f}; threshold {CNN_THRESHOLD}).")
+    passed("CNN", 2)
+
+
+def cnn_hidden(cls, seed):
+    for channels in (4, 3):
+        _check_cnn_probe(cls, channels, seed=seed + channels)
+    _check_cnn_trained(cls, 4, seed=seed, n_train=CNN_SUBSET)
+    passed_hidden("CNN")

@@ -21,8 +21,10 @@ module             lesson  what it holds
                            challenge's ``challenge_model``, ``challenge_train``
 ``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
                            ``shift_image``
-``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops,
-                           ``Module``, ``Linear``, ``MLP``, ``SGD``, ``fit``, ``numerical_gradient``
+``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops
+                           (``neg``, ``sub``, ``power``, ``div`` too), ``numerical_gradient``, ``unfold``,
+                           ``fold``, ``conv2d``, ``max_pool2d``, ``Module``, ``Linear``, ``MLP``, ``SGD``,
+                           ``fit``
 ``dtypes``         all     ``as_float``: the answers compute in float32, or wider if an input is
 =================  ======  =====================================================================
 
