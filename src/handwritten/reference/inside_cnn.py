@@ -1,6 +1,7 @@
 """Lesson 06, inside a CNN: a validation set split off the test set, counting right answers, predicting one
-image at a time, the training loop that records error rates and snapshots the kernels, and the shift test's
-shifted digits. The lesson's network, ``ConvNet``, lives in ``handwritten.models``."""
+image at a time, the training loop that records error rates and snapshots the kernels, the shift test's
+shifted digits, and error analysis (a confusion matrix, its most confused pair). The lesson's network,
+``ConvNet``, lives in ``handwritten.models``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, SubsetRandomSampler
 
-__all__ = ["SHIFT_DIRECTIONS", "predict_one_by_one", "rightness", "shift_image", "split_test_set", "train"]
+__all__ = ["SHIFT_DIRECTIONS", "confusion_matrix", "most_confused", "predict_one_by_one", "rightness", "shift_image",
+           "split_test_set", "train"]
 
 SHIFT_DIRECTIONS = ("left", "right", "up", "down")
 
@@ -88,3 +90,21 @@ def shift_image(image: torch.Tensor, pixels: int, direction: str = "left") -> to
     elif direction == "down" and pixels < h:
         out[..., pixels:, :] = image[..., :h - pixels, :]
     return out
+
+
+def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    """The ``(n_classes, n_classes)`` counts of each (true class, predicted class) pair: row ``i``, column ``j`` is
+    how many images of class ``i`` were predicted as ``j``; the diagonal holds the right answers. One
+    ``bincount``, no loop over the images. (Lesson 06.)"""
+    pairs = labels.long().flatten() * n_classes + predicted.long().flatten()
+    return torch.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def most_confused(confusion: torch.Tensor) -> tuple[int, int, int]:
+    """``(true class, predicted class, count)`` of the largest entry of ``confusion`` off its diagonal, as plain
+    ints: the mistake the network makes most often. (Lesson 06.)"""
+    off = confusion.clone()
+    off.fill_diagonal_(-1)
+    index = int(off.flatten().argmax())
+    true, predicted = divmod(index, confusion.shape[1])
+    return true, predicted, int(confusion[true, predicted])
