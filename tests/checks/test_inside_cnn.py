@@ -34,6 +34,7 @@ def _shift_left_looping_over_images(img, w):
     ("predict_one_by_one", reference.predict_one_by_one), ("convnet", ConvNet), ("features", ConvNet),
     ("shift_left", _shift_left), ("shift_left_vectorised", _shift_left),
     ("confusion_matrix", reference.confusion_matrix), ("most_confused", reference.most_confused),
+    ("random_shift", reference.random_shift),
 ])
 def test_the_course_answers_pass_the_visible_and_the_hidden_check(name, answer, capsys):
     getattr(check, name)(answer)
@@ -47,7 +48,7 @@ def test_every_visible_check_the_notebook_calls_has_a_hidden_one_it_calls_too():
     called = {name for cell in notebook.cells if cell.cell_type == "code"
               for name in re.findall(r"\bcheck\.(\w+)\(", cell.source)}
     visible = {name for name in called if not name.endswith("_hidden")}
-    assert len(visible) == 11 and {f"{name}_hidden" for name in visible} == called - visible
+    assert len(visible) == 12 and {f"{name}_hidden" for name in visible} == called - visible
     assert called <= set(check.__all__)
 
 

@@ -33,6 +33,7 @@ from ..reference.inside_cnn import confusion_matrix as reference_confusion
 from ..reference.inside_cnn import most_confused as reference_most_confused
 from ..reference.inside_cnn import predict_one_by_one as reference_one_by_one
 from ..reference.inside_cnn import rightness as reference_rightness
+from ..reference.inside_cnn import shift_by
 from ..reference.inside_cnn import shift_image
 from ._core import (CountOps, Probe, Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist,
                     not_hard_coded, observe, params_vector, passed, passed_hidden, rand, randn, references_in_place,
@@ -40,11 +41,10 @@ from ._core import (CountOps, Probe, Trained, as_number, as_tensor, call, close,
 
 __all__ = [
     "HIDDEN", "VISIBLE", "VISIBLE_GRADED", "confusion_matrix", "confusion_matrix_hidden", "convnet",
-    "convnet_hidden", "features", "features_hidden",
-    "predict_one_by_one", "predict_one_by_one_hidden", "rightness", "rightness_hidden", "shift_left",
-    "shift_left_hidden", "shift_left_vectorised", "shift_left_vectorised_hidden", "snapshots", "snapshots_hidden",
-    "most_confused", "most_confused_hidden", "split_test_set", "split_test_set_hidden", "trained", "trained_hidden",
-    "visible_run",
+    "convnet_hidden", "features", "features_hidden", "most_confused", "most_confused_hidden", "predict_one_by_one",
+    "predict_one_by_one_hidden", "random_shift", "random_shift_hidden", "rightness", "rightness_hidden",
+    "shift_left", "shift_left_hidden", "shift_left_vectorised", "shift_left_vectorised_hidden", "snapshots",
+    "snapshots_hidden", "split_test_set", "split_test_set_hidden", "trained", "trained_hidden", "visible_run",
 ]
 
 # The lesson's recipe, as the training checks run it: SGD with momentum, this learning rate.
@@ -1063,3 +1063,79 @@ def most_confused_hidden(fn, seed):
     confusion[0, 10] = 70
     _check_most_confused(fn, confusion, "an 11x11 matrix whose pair is in its last column")
     passed_hidden("most_confused")
+
+
+# ---------------------------------------------------------------- random_shift: the augmentation
+
+
+def _random_shift_seen(fn, images, max_shift) -> tuple:
+    """What the student's ``random_shift(images, max_shift)`` returned, and whether it changed ``images``
+    (``observe``: the batch it changes is the one beside it)."""
+    original = images.clone()
+    got = call("random_shift", fn, images, max_shift)
+    return got, not torch.equal(images, original)
+
+
+def _check_random_shift(fn, images, max_shift, case):
+    """Each output image must be its input moved by whole pixels, (dy, dx) within ±max_shift, zeros coming in;
+    over the batch the shifts must vary, reach both ends of the range in both directions, and dy and dx be drawn
+    apart. Random images (no zero pixel) leave one shift that fits each."""
+    got, changed = observe(_random_shift_seen, fn, images, max_shift)
+    got = as_tensor("random_shift", got)
+    if changed:
+        fail(f"random_shift for {case}: it changed the images it was given; return a new batch (the same images are "
+             f"shifted again, differently, in the next epoch).")
+    if tuple(got.shape) != tuple(images.shape):
+        fail(f"random_shift for {case}: the output has shape {tuple(got.shape)}, expected {tuple(images.shape)}: "
+             f"the same batch, each image moved inside its own frame.")
+    m = int(max_shift)
+    found = torch.full((len(images), 2), m + 1)  # (dy, dx) of each image; m + 1: none found yet
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            same = (shift_by(images, dy, dx) == got.detach().to(images.dtype)).flatten(1).all(1)
+            found[same & (found[:, 0] > m)] = torch.tensor([dy, dx])
+    missing = (found[:, 0] > m).nonzero().flatten()
+    if len(missing):
+        k = int(missing[0])
+        rolled = any(torch.equal(torch.roll(images[k], (dy, dx), (-2, -1)), got[k].detach().to(images.dtype))
+                     for dy in range(-m, m + 1) for dx in range(-m, m + 1))
+        why = ("it is the image rolled: what leaves on one side comes back on the other. Pixels that come in "
+               "must be zeros (pad, or slice into a batch of zeros)." if rolled else
+               f"it is not the image moved by whole pixels, at most {m} in each direction, with zeros coming in.")
+        fail(f"random_shift for {case}: image {k} of the output: {why}")
+    if m == 0:
+        return
+    dys, dxs = found[:, 0], found[:, 1]
+    if len(found.unique(dim=0)) == 1:
+        fail(f"random_shift for {case}: every image of the batch moved by the same (dy, dx) = "
+             f"{tuple(found[0].tolist())}; draw a shift for each image (torch.randint(..., (n,))), so that the "
+             f"network sees each digit in many places.")
+    for name, values in (("dy", dys), ("dx", dxs)):
+        if int(values.max()) < m or int(values.min()) > -m:
+            end = f"+{m}" if int(values.max()) < m else f"-{m}"
+            fail(f"random_shift for {case}: over {len(images)} images, {name} never reached {end}: shifts are drawn "
+                 f"from -max_shift to +max_shift, both included (torch.randint's high is excluded: "
+                 f"torch.randint(-max_shift, max_shift + 1, ...)).")
+    if torch.equal(dys, dxs) or torch.equal(dys, -dxs):
+        fail(f"random_shift for {case}: dy and dx are always {'equal' if torch.equal(dys, dxs) else 'opposite'}: "
+             f"the images only move along a diagonal. Draw dy and dx separately.")
+
+
+def random_shift(fn):
+    """Visible check: 500 random 1x10x10 images with max_shift 2, and 300 test digits with max_shift 3."""
+    g = generator(2020)
+    _check_random_shift(fn, torch.rand(500, 1, 10, 10, generator=g) + 0.1, 2,
+                        "500 random 1x10x10 images, max_shift=2")
+    digits = mnist("test", stop=300, shape=(1, 28, 28))[0]
+    _check_random_shift(fn, digits + 0.01, 3, "300 test digits (plus 0.01, so that no pixel is 0), max_shift=3")
+    passed("random_shift", 2)
+
+
+def random_shift_hidden(fn, seed):
+    """max_shift 0 (nothing moves), 1 and 4; three channels, images that are not square, float64."""
+    g = generator(seed)
+    _check_random_shift(fn, rand(g, 400, 3, 7, 9) + 0.1, 1, "400 random 3x7x9 images, max_shift=1")
+    _check_random_shift(fn, rand(g, 800, 1, 12, 11, dtype=torch.float64) + 0.1, 4,
+                        "800 random 1x12x11 float64 images, max_shift=4")
+    _check_random_shift(fn, rand(g, 20, 1, 6, 6) + 0.1, 0, "20 random images, max_shift=0")
+    passed_hidden("random_shift")

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, SubsetRandomSampler
 
-__all__ = ["SHIFT_DIRECTIONS", "confusion_matrix", "most_confused", "predict_one_by_one", "rightness", "shift_image",
-           "split_test_set", "train"]
+__all__ = ["SHIFT_DIRECTIONS", "confusion_matrix", "most_confused", "predict_one_by_one", "random_shift", "rightness",
+           "shift_by", "shift_image", "split_test_set", "train"]
 
 SHIFT_DIRECTIONS = ("left", "right", "up", "down")
 
@@ -90,6 +90,20 @@ def shift_image(image: torch.Tensor, pixels: int, direction: str = "left") -> to
     elif direction == "down" and pixels < h:
         out[..., pixels:, :] = image[..., :h - pixels, :]
     return out
+
+
+def shift_by(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``images`` moved ``dy`` pixels down and ``dx`` pixels right (negative: up, left), zeros coming in."""
+    moved = shift_image(images, abs(dx), "right" if dx >= 0 else "left")
+    return shift_image(moved, abs(dy), "down" if dy >= 0 else "up")
+
+
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """A batch ``(N, C, H, W)`` with each image moved by its own ``(dy, dx)``, each drawn uniformly from
+    ``-max_shift`` to ``max_shift``, zeros coming in: lesson 06's augmentation."""
+    n, m = images.shape[0], int(max_shift)
+    dy, dx = torch.randint(-m, m + 1, (n,)), torch.randint(-m, m + 1, (n,))
+    return torch.stack([shift_by(image, int(y), int(x)) for image, y, x in zip(images, dy, dx)])
 
 
 def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
