@@ -19,7 +19,7 @@ module             lesson  what it holds
 ``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``lenet_shapes``,
                            ``evaluate_accuracy``, ``train_fast``
 ``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
-                           ``shift_image``, ``confusion_matrix``, ``most_confused``
+                           ``shift_image``, ``random_shift``, ``confusion_matrix``, ``most_confused``, ``as_mnist``
 ``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops,
                            ``Module``, ``Linear``, ``MLP``, ``SGD``, ``fit``, ``numerical_gradient``
 ``dtypes``         all     ``as_float``: the answers compute in float32, or wider if an input is

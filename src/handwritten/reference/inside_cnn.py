@@ -6,11 +6,12 @@ shifted digits, and error analysis (a confusion matrix, its most confused pair).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, SubsetRandomSampler
 
-__all__ = ["SHIFT_DIRECTIONS", "confusion_matrix", "most_confused", "predict_one_by_one", "random_shift", "rightness",
-           "shift_by", "shift_image", "split_test_set", "train"]
+__all__ = ["SHIFT_DIRECTIONS", "as_mnist", "confusion_matrix", "most_confused", "predict_one_by_one", "random_shift",
+           "rightness", "shift_by", "shift_image", "split_test_set", "train"]
 
 SHIFT_DIRECTIONS = ("left", "right", "up", "down")
 
@@ -122,3 +123,29 @@ def most_confused(confusion: torch.Tensor) -> tuple[int, int, int]:
     index = int(off.flatten().argmax())
     true, predicted = divmod(index, confusion.shape[1])
     return true, predicted, int(confusion[true, predicted])
+
+
+def as_mnist(drawing: torch.Tensor) -> torch.Tensor:
+    """A digit drawn on a canvas of any size, ``(H, W)``, ink positive (any scale), prepared as MNIST's digits were
+    (LeCun et al.): cropped to its ink, scaled with anti-aliasing, keeping its aspect ratio, to fit a 20x20 box,
+    and placed in a 28x28 image so that its centre of mass is at the centre. Values from 0 to 1; a blank drawing
+    gives a blank image. (Where the centre of mass lies so far to one side that the box would leave the image,
+    the box is kept inside it.) For lesson 06's canvas: your own handwriting through the network."""
+    ink = drawing.detach().float().clamp(min=0)
+    if float(ink.max()) <= 0:
+        return torch.zeros(28, 28)
+    ink = ink / ink.max()
+    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
+    crop = ink[int(rows[0]):int(rows[-1]) + 1, int(cols[0]):int(cols[-1]) + 1]
+    h, w = crop.shape
+    size = (max(1, round(20 * h / max(h, w))), max(1, round(20 * w / max(h, w))))
+    box = F.interpolate(crop[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
+    box = box.clamp(0, 1)
+    total = box.sum()
+    cy = float((box.sum(1) * (torch.arange(size[0]) + 0.5)).sum() / total)
+    cx = float((box.sum(0) * (torch.arange(size[1]) + 0.5)).sum() / total)
+    top = min(max(round(14 - cy), 0), 28 - size[0])
+    left = min(max(round(14 - cx), 0), 28 - size[1])
+    out = torch.zeros(28, 28)
+    out[top:top + size[0], left:left + size[1]] = box
+    return out
