@@ -25,7 +25,7 @@ from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, load_cases, solution_sources, submission
 from handwritten.grading.sandbox import bwrap_problem, pids_problem
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 TIMEOUT = 30  # seconds per cell in this batch: the infinite loop and the sleep each cost this much
@@ -46,8 +46,8 @@ def hostile(course: Course, root: Path, port: int, mutant) -> dict[str, object]:
     working folder, so the test can read what it saw."""
     good = solution_sources(course, CONV)["corr2d"] + "\n"
 
-    def corr2d(code: str):
-        return submission(course, CONV, {"corr2d": code})
+    def corr2d(code: str):  # the lesson's demonstrations left out: only its exercises and their tests run
+        return without_demos(submission(course, CONV, {"corr2d": code}))
 
     def report(body: str) -> str:
         return ("try:\n" + "".join(f"    {line}\n" for line in body.splitlines())
@@ -59,7 +59,7 @@ def hostile(course: Course, root: Path, port: int, mutant) -> dict[str, object]:
     other = root / "autograders" / "autograded" / "honest" / CONV
     nbs: dict[str, object] = {
         "honest": corr2d(good),
-        "honest-mutant": submission(course, CONV, mutant.cells),
+        "honest-mutant": without_demos(submission(course, CONV, mutant.cells)),
         "infinite-loop": corr2d(good + "while True:\n    pass\n"),
         "memory-bomb": corr2d(good + "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024**2))\n"),
         "fork-bomb": corr2d(good + "import os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(3600)\n"),

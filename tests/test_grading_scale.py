@@ -19,7 +19,7 @@ import pytest
 from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, load_cases, solution_sources, submission
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 
@@ -27,6 +27,12 @@ CONV = "04-convolutions-by-hand"
 def grade_cmd(course: Course, source: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "handwritten.cli", "--course", str(course.root), "grade", str(source),
             "--out", str(out), *extra]
+
+
+def handed_in(course: Course, cells=None, **kw):
+    """A lesson-04 submission without the lesson's demonstrations: its exercises and their tests are what grading
+    at scale needs, at half the kernel time."""
+    return without_demos(submission(course, CONV, cells, **kw))
 
 
 def rows_of(out: Path) -> dict[str, dict]:
@@ -45,8 +51,8 @@ def klass(tmp_path_factory):
     course = Course(copy_course(base / "course"))
     mutant = next(c for c in load_cases(course, CONV) if c.kind == "mutant")
     source = base / "submissions"
-    for student, nb in [("ada", submission(course, CONV)), ("bo", submission(course, CONV, mutant.cells)),
-                        ("cy", submission(course, CONV)), ("di", submission(course, CONV, blank=True))]:
+    for student, nb in [("ada", handed_in(course)), ("bo", handed_in(course, mutant.cells)),
+                        ("cy", handed_in(course)), ("di", handed_in(course, blank=True))]:
         (source / student).mkdir(parents=True)
         nbformat.write(nb, source / student / f"{CONV}.ipynb")
     return {"course": course, "source": source, "base": base, "mutant": mutant, "tests": graded_tests(course, CONV)}
@@ -105,7 +111,7 @@ def test_rerun_grades_only_what_changed_and_force_grades_all_again(klass):
     before = records(course)
     assert len(before) == 4, "needs the previous test's run"
     changed = klass["source"] / "di" / f"{CONV}.ipynb"
-    nbformat.write(submission(course, CONV), changed)                    # di resubmits, now complete
+    nbformat.write(handed_in(course), changed)                                          # di resubmits, now complete
     done = subprocess.run(grade_cmd(course, klass["source"], out, "--workers", "2"),
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -153,8 +159,8 @@ def test_many_slow_cells_stop_at_the_notebooks_wall_time_limit(klass, tmp_path):
     course, source = klass["course"], tmp_path / "slow"
     answers = solution_sources(course, CONV)
     nap = "import time\ntime.sleep(12)\n"
-    slow = submission(course, CONV, {cell: nap + answers[cell] for cell in ("corr2d_multi_in", "corr2d_multi_in_out",
-                                                                            "corr2d_1x1", "pool2d")})
+    slow = handed_in(course, {cell: nap + answers[cell] for cell in ("corr2d_multi_in", "corr2d_multi_in_out",
+                                                                     "corr2d_1x1", "pool2d")})
     (source / "slowpoke").mkdir(parents=True)
     nbformat.write(slow, source / "slowpoke" / f"{CONV}.ipynb")
     done = subprocess.run(grade_cmd(course, source, tmp_path / "grades.csv", "--timeout", "120", "--wall-time", "30"),

@@ -22,7 +22,7 @@ from handwritten.grading import Course
 from handwritten.grading.cases import graded_tests, load_cases, submission
 from handwritten.grading.grade import in_shard
 
-from conftest import copy_course
+from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
 SHARDS = 2
@@ -44,7 +44,9 @@ def database():
     as_postgres = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(data, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
+        # runuser lives in /usr/sbin, which a non-login PATH may leave out
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+        as_postgres = [runuser, "-u", "postgres", "--"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -73,8 +75,8 @@ def test_shards_against_one_postgres_gradebook_grade_everyone_once(database, tmp
     # two students in each shard, whichever names the hash gives them
     names = [f"student{i}" for i in range(40)]
     chosen = [n for n in names if in_shard(n, (0, SHARDS))][:2] + [n for n in names if in_shard(n, (1, SHARDS))][:2]
-    notebooks = [submission(course, CONV), submission(course, CONV, mutant.cells),
-                 submission(course, CONV, blank=True), submission(course, CONV)]
+    notebooks = [without_demos(nb) for nb in (submission(course, CONV), submission(course, CONV, mutant.cells),
+                                              submission(course, CONV, blank=True), submission(course, CONV))]
     source = tmp_path / "submissions"
     for name, nb in zip(chosen, notebooks):
         (source / name).mkdir(parents=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient.util import run_sync
 from traitlets.config import Config
 
 from handwritten.grading import sandbox, workdir
@@ -264,11 +265,14 @@ def test_the_kernels_stdout_and_stderr_go_to_the_log_bounded(tmp_path, capfd):
     nb, ending = execute(tmp_path / "autograded" / "ada" / "lesson",
                          f"import os, subprocess\nos.write(1, b'{marker}-1\\n')\nos.write(2, b'{marker}-2\\n')\n"
                          f"subprocess.run(['echo', '{marker}-sub'])\nos.write(1, b'x' * 1_000_000)\n"
-                         f"os.write(2, b'\\n{marker}-last\\n')", mode=mode, kernel_log=64 * 1024)
+                         f"os.write(1, b'\\n{marker}-last\\n')", mode=mode, kernel_log=64 * 1024)
     captured = capfd.readouterr()
     assert marker not in captured.out  # never this process's stdout (the terminal, for `handwritten grade`)
     log = captured.err
-    assert f"  | {marker}-last" in log and "of the 1000" in log and len(log) < 64 * 1024 + 10_000, len(log)
+    # fds 1 and 2 reach the grader through two threads of ipykernel's: each keeps its own order, not their order
+    written = sum(len(f"{marker}-{end}\n") for end in ("1", "2", "sub")) + 1_000_000 + len(f"\n{marker}-last\n")
+    assert f"  | {marker}-last" in log and f"of the {written} bytes" in log, log[:300]
+    assert len(log) < 64 * 1024 + 10_000, len(log)
 
 
 def test_memory_however_allocated_is_bounded_and_the_ending_says_what_the_grader_saw(tmp_path, monkeypatch):
@@ -369,3 +373,35 @@ def test_the_sweep_and_the_copy_back_follow_no_link_and_keep_little(tmp_path):
     assert not any((tmp_path / "back" / p).is_symlink() for p in back) and "hard" not in back and "pipe" not in back
     assert len(back) == workdir.MAX_FILES and "over the 1000 files kept" in dropped and "link (a link)" in dropped
     assert tree(outside) == before
+
+
+class ClockedExecute(SandboxedExecute):
+    """Reads the kernel's CPU seconds from outside (``SandboxedKernelManager.cpu_seconds``) around every cell."""
+
+    readings: list
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        before = self.km.cpu_seconds()
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            self.readings.append((before, self.km.cpu_seconds()))
+
+    execute_cell = run_sync(async_execute_cell)
+
+
+def test_the_grader_reads_the_kernels_cpu_time_from_outside(tmp_path):
+    """What the challenge of lesson 05 is timed by: the CPU time of the kernel's processes, a child's included, as
+    this process reads it from /proc; a kernel that sleeps, or that replaces its own clocks, does not change it."""
+    mode = "bwrap" if bwrap_problem() is None else "limits"
+    path = notebook(tmp_path / "work", "import time\ntime.process_time = time.perf_counter = lambda: 0.0",
+                    "x = 0\nfor i in range(10**7):\n    x += i",
+                    "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'sum(range(3 * 10**7))'])",
+                    "time.sleep(2)")
+    executor = ClockedExecute(config=Config({"Sandbox": {"mode": mode}}), timeout=120)
+    executor.readings = []
+    executor.preprocess(nbformat.read(path, as_version=4), {"metadata": {"path": str(tmp_path / "work")}})
+    used = [after - before for before, after in executor.readings]
+    assert all(before is not None and after is not None for before, after in executor.readings), executor.readings
+    assert used[1] > 0.2 and used[2] > 0.2, used  # the loop, and the child it waited for
+    assert used[3] < 0.15, used                  # two seconds asleep

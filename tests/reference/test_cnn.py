@@ -87,3 +87,28 @@ def test_train_fast_reports_the_mean_over_images_not_batches():
     with torch.no_grad():
         expected = nn.functional.cross_entropy(net(x), y).item()
     assert reference.train_fast(net, x, y, epochs=1, batch_size=4, max_lr=0.0) == [pytest.approx(expected)]
+
+
+def test_layer_shapes_works_out_what_the_network_gives_without_running_it():
+    net = nn.Sequential(nn.Conv2d(2, 4, (3, 5), stride=(2, 1), padding=(1, 2)), nn.ReLU(),
+                        nn.MaxPool2d(3, stride=2, padding=1), nn.AvgPool2d((2, 1)), nn.AdaptiveAvgPool2d((2, 3)),
+                        nn.Flatten(), nn.Linear(24, 3))
+    seen = []
+    for layer in net:
+        layer.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:])))
+    net(torch.zeros(1, 2, 33, 20))
+    assert reference.layer_shapes(net, (2, 33, 20)) == seen
+    assert reference.layer_shapes(models.LeNet(), (1, 28, 28))[-1] == (10,)
+
+
+def test_batch_norm_is_nn_batch_norm_2d_in_both_modes():
+    ours, theirs = reference.BatchNorm(3, momentum=0.2), nn.BatchNorm2d(3, momentum=0.2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(2, 3, 3, 2, generator=g) * 3 + 1
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+    assert torch.allclose(ours.running_var, theirs.running_var) and torch.allclose(ours.running_mean,
+                                                                                   theirs.running_mean)
+    ours.eval(), theirs.eval()
+    x = torch.randn(4, 3, 2, 2, generator=g)
+    assert torch.allclose(ours(x), theirs(x), atol=1e-5)

@@ -24,6 +24,7 @@ import contextlib
 import inspect
 import io
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -36,7 +37,7 @@ from ..reference.dtypes import as_float
 from . import _remote
 
 __all__ = [
-    "COMMON_ERRORS", "Probe", "Trained", "as_float", "as_number", "as_tensor", "call", "close", "compare",
+    "COMMON_ERRORS", "Probe", "Trained", "as_float", "as_number", "as_tensor", "call", "close", "compare", "cpu_clock",
     "dimension_hint", "fail", "generator", "in_student_code", "mnist", "not_hard_coded", "observe", "params_vector",
     "passed", "passed_hidden", "rand", "randn", "references_applied", "references_in_place", "require_accuracy", "run",
     "seeded", "train_and_measure", "train_then_check", "CountOps",
@@ -46,6 +47,7 @@ __all__ = [
 # ``torch.allclose`` does not change what the checks see.
 _allclose = torch.allclose
 _isfinite = torch.isfinite
+_process_time, _perf_counter = time.process_time, time.perf_counter
 
 # ---------------------------------------------------------------- verdicts
 
@@ -172,6 +174,23 @@ def observe(fn: Callable, /, *args, **kwargs):
         return session.request({"op": "observe", "fn": fn, "args": list(args), "kwargs": kwargs},
                                what=getattr(fn, "__name__", "observe"))
     return fn(*args, **kwargs)
+
+
+def cpu_clock() -> Callable[[], float]:
+    """A clock of the CPU seconds the student's code uses. While graded: the grader's reading of the kernel's
+    processes, from outside (nothing the kernel does changes it), or the grader's wall clock where it cannot read
+    them. Outside grading: this process's own (the student's kernel)."""
+    session = _remote.active()
+    if session is None:
+        return _process_time
+    reading = session.clock
+    if reading is None or reading() is None:
+        return _perf_counter
+
+    def clock() -> float:
+        seconds = reading()
+        return math.inf if seconds is None else seconds  # the kernel is gone: no time can be claimed
+    return clock
 
 
 # ---------------------------------------------------------------- comparing

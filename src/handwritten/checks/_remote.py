@@ -130,8 +130,9 @@ class Session:
     """The trusted side's line to one student kernel. ``send(text) -> text`` carries one request and its
     answer (the grader's executor provides it); requests and answers are ``wire`` text."""
 
-    def __init__(self, send: Callable[[str], str]):
+    def __init__(self, send: Callable[[str], str], clock: Callable[[], float | None] | None = None):
         self._send = send
+        self.clock = clock  # the CPU seconds the student's kernel has used (all its processes), or None
         self._references: list[tuple[dict, dict]] = []
         self._ids = itertools.count()
 

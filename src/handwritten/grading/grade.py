@@ -385,5 +385,6 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
     if ordered:
         worth = {(lesson, test): points for lesson in {r.assignment for r in ordered}
                  for test, points in graded_tests(course, lesson).items()}
-        write_item_analysis(ordered, worth, out)
+        write_item_analysis(ordered, worth, out,
+                            notebook=lambda lesson, student: course.notebook("autograded", lesson, student))
     return ordered, problems

@@ -72,6 +72,7 @@ GB = 1024**3
 MB = 1024**2
 SOCKETS = MB     # the tmpfs holding a sandboxed kernel's sockets (they take no space)
 SHM = 64 * MB    # the sandbox's /dev/shm
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time, per second
 NEAR = 0.9       # a kernel whose data came this close to RLIMIT_DATA ran out of memory (its next request was refused)
 NO_BWRAP = ("bubblewrap (bwrap) is not available ({why}): student code runs with this account's "
             "rights and can read solutions/ and the gradebook. Install it (Debian: apt-get install "
@@ -516,6 +517,19 @@ class SandboxedKernelManager(AsyncKernelManager):
                 port = getattr(self, name)
                 os.symlink(f"{root}{self.ip}-{port}", f"{self.ip}-{port}")
 
+    def cpu_seconds(self) -> float | None:
+        """The CPU seconds the kernel's processes have used so far, read from /proc (user and system time, and
+        that of the children they waited for), or None where the kernel is not running."""
+        process = getattr(self.provisioner, "process", None)
+        if process is None or process.poll() is not None:
+            return None
+        ticks = 0
+        for pid in (cgroup_procs(self._cgroup) if getattr(self, "_cgroup", None) else []) or descendants(process.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / CLOCK_TICKS
+
     def note_data(self) -> None:
         """Keep the most data (what RLIMIT_DATA counts, from /proc) a process of the sandboxed kernel holds now."""
         process = getattr(self.provisioner, "process", None)
@@ -734,7 +748,8 @@ class SandboxedExecute(Execute):
             except (DeadKernelError, CellTimeoutError, KernelTimedOut) as error:
                 raise KernelLost(error) from None
 
-        cell.outputs = await asyncio.to_thread(run_test_cell, cell.source, self._course_names, send)
+        cell.outputs = await asyncio.to_thread(run_test_cell, cell.source, self._course_names, send,
+                                               getattr(self.km, "cpu_seconds", None))
         self.code_cells_executed += 1
         cell.execution_count = self.code_cells_executed
         return cell

@@ -85,10 +85,12 @@ def _error(ename: str, evalue: str) -> dict:
                                   traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
 
 
-def run_test_cell(source: str, course: dict, send: Callable[[str], str]) -> list:
+def run_test_cell(source: str, course: dict, send: Callable[[str], str],
+                  clock: Callable[[], float | None] | None = None) -> list:
     """Run one test cell's ``source`` here, reaching the student's kernel only through ``send``; its outputs.
-    ``send`` raises ``KernelLost`` when the kernel dies or times out."""
-    session = Session(send)
+    ``send`` raises ``KernelLost`` when the kernel dies or times out. ``clock()`` reads the CPU seconds the kernel's
+    processes have used (None where it cannot)."""
+    session = Session(send, clock)
     printed = io.StringIO()
     outputs, error = [], None
     previous = os.environ.get("NBGRADER_EXECUTION")

@@ -17,7 +17,8 @@ module             lesson  what it holds
 ``convolution``    04      ``corr2d`` and its multi-channel forms, ``pool2d``, ``conv_output_shape``,
                            ``receptive_field``, ``influence``, ``conv_forward`` (a whole layer), ``im2col``
 ``cnn``            05      ``Lambda``, ``preprocess``, ``WrappedDataLoader``, ``lenet_shapes``,
-                           ``evaluate_accuracy``, ``train_fast``
+                           ``layer_shapes``, ``evaluate_accuracy``, ``train_fast``, ``BatchNorm``; the
+                           challenge's ``challenge_model``, ``challenge_train``
 ``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
                            ``shift_image``, ``random_shift``, ``confusion_matrix``, ``most_confused``, ``as_mnist``
 ``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops,
