@@ -140,6 +140,20 @@ def chromium_page(what: str, width: int = 1280, height: int = 1000):
             browser.close()
 
 
+def draw_strokes(page, canvas, strokes) -> None:
+    """Draw ``strokes`` (lists of (x, y) points in the canvas's own pixels) on the ``canvas`` element with the
+    mouse, as a hand would: press, move through the points, release. (``hover`` first: it scrolls the canvas
+    into view and fails if something else on the page would take the mouse.)"""
+    for stroke in strokes:
+        (x, y), *rest = stroke
+        canvas.hover(position={"x": x, "y": y})
+        box = canvas.bounding_box()
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        page.mouse.up()
+
+
 @pytest.fixture
 def chromium():
     with chromium_page("JupyterLab was") as page:
