@@ -140,6 +140,13 @@ def chromium_page(what: str, width: int = 1280, height: int = 1000):
             browser.close()
 
 
+# Digits to draw on the course's 224-pixel canvas (widgets.DigitCanvas), in its pixels: a vertical stroke down the
+# middle (the pretrained network reads a 1), a ring (a 0), and a bar to the left of the stroke's top (with it, a 7)
+ONE = [[(112, 40), (112, 110), (112, 190)]]
+ZERO = [[(112, 30), (165, 60), (175, 112), (165, 165), (112, 195), (60, 165), (50, 112), (60, 60), (112, 30)]]
+BAR = [[(40, 40), (112, 40)]]
+
+
 def draw_strokes(page, canvas, strokes) -> None:
     """Draw ``strokes`` (lists of (x, y) points in the canvas's own pixels) on the ``canvas`` element with the
     mouse, as a hand would: press, move through the points, release. (``hover`` first: it scrolls the canvas
