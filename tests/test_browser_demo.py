@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from test_lab import BAR, ONE, chromium_page, draw_strokes, free_port, stop_group
+from test_lab import BAR, ONE, chromium_page, draw_on_canvas, free_port, stop_group
 
 from conftest import ROOT
 
@@ -89,16 +89,9 @@ def test_demo_renders_and_answers_in_voila():
 
         # a digit drawn with the mouse gets an answer and feature maps; a second stroke changes both
         pad = page.locator(".handwritten-digit-canvas")
-        picture = pad.locator("img")
         expect(pad).to_contain_text("Nothing drawn yet")
-        blank = picture.get_attribute("src")
-        draw_strokes(page, pad.locator("canvas"), ONE)
-        expect(pad).to_contain_text(re.compile(r"your digit · prediction 1 \(\d+\.\d%\).* · 1 stroke"), timeout=30_000)
-        expect(picture).not_to_have_attribute("src", blank, timeout=10_000)
-        one = picture.get_attribute("src")
-        draw_strokes(page, pad.locator("canvas"), BAR)
-        expect(pad).to_contain_text(re.compile(r"your digit · prediction 7 \(\d+\.\d%\).* · 2 strokes"), timeout=30_000)
-        expect(picture).not_to_have_attribute("src", one, timeout=10_000)  # the status line comes first
+        draw_on_canvas(page, pad, ONE, r"your digit · prediction 1 \(\d+\.\d%\).* · 1 stroke")
+        draw_on_canvas(page, pad, BAR, r"your digit · prediction 7 \(\d+\.\d%\).* · 2 strokes")
         ARTIFACTS.mkdir(exist_ok=True)
         pad.screenshot(path=str(CANVAS_SCREENSHOT))
 

@@ -161,6 +161,18 @@ def draw_strokes(page, canvas, strokes) -> None:
         page.mouse.up()
 
 
+def draw_on_canvas(page, pad, strokes, answer: str) -> None:
+    """Draw ``strokes`` on the digit canvas ``pad`` (the widget's locator); wait until its status line says
+    ``answer`` (a regular expression) and its picture is a new one (it arrives after the status line)."""
+    from playwright.sync_api import expect
+
+    picture = pad.locator("img")
+    before = picture.get_attribute("src")
+    draw_strokes(page, pad.locator("canvas"), strokes)
+    expect(pad).to_contain_text(re.compile(answer), timeout=30_000)
+    expect(picture).not_to_have_attribute("src", before, timeout=10_000)
+
+
 @pytest.fixture
 def chromium():
     with chromium_page("JupyterLab was") as page:
