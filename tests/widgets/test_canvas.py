@@ -129,6 +129,18 @@ def test_a_stroke_that_leaves_the_box_ends_there_and_touch_draws_too(net):
     assert pad.prediction == 7  # the two strokes make a 7
 
 
+def test_the_answer_is_redrawn_while_a_stroke_is_drawn_at_most_every_live_every_seconds(net):
+    eager, patient = widgets.DigitCanvas(net, live_every=0), widgets.DigitCanvas(net, live_every=3600)
+    for pad in (eager, patient):
+        send(pad.canvas, "mouse_down", *ONE[0][0])
+        for point in ONE[0][1:]:
+            send(pad.canvas, "mouse_move", *point)
+    assert "prediction 1 (" in eager.status.value and torch.equal(eager.digit, as_mnist(widgets.strokes_to_image(ONE)))
+    assert patient.status.value.startswith("Nothing drawn yet")  # not yet: it waits for the stroke's end
+    send(patient.canvas, "mouse_up", *ONE[0][-1])
+    assert patient.status.value == eager.status.value
+
+
 def test_the_same_drawing_draw_gives_the_same_answer_as_the_mouse(net):
     by_mouse, by_draw = widgets.DigitCanvas(net), widgets.DigitCanvas(net)
     drag(by_mouse.canvas, SEVEN[0])

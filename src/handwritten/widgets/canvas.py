@@ -1,10 +1,13 @@
 """Your own handwriting: ``DigitCanvas``, a box to draw a digit in with the mouse (or a finger), and what the
 network makes of it. The drawing is prepared the way MNIST's digits were (``reference.as_mnist``: cropped to its
 ink, scaled into a 20x20 box, centred by its mass in 28x28), then classified, with the feature maps of both
-convolutional layers, after every stroke. The box is an ipycanvas ``Canvas``; the strokes are kept here, in
-Python, as lists of points, and turned into an image by ``strokes_to_image``."""
+convolutional layers, live: while a stroke is drawn (at most every ``live_every`` seconds) and when it ends. The
+box is an ipycanvas ``Canvas``; the strokes are kept here, in Python, as lists of points, and turned into an image
+by ``strokes_to_image``."""
 
 from __future__ import annotations
+
+import time
 
 import ipywidgets as widgets
 import torch
@@ -42,14 +45,17 @@ def strokes_to_image(strokes: list[list[Point]], size: int = 224, pen: float = 1
 
 
 class DigitCanvas(_ModelWidget):
-    """Draw a digit in the box; when you lift the mouse, the network answers: the digit as it sees it (prepared
-    the way MNIST's digits were), the 4 feature maps of its first layer, the 8 of its second, and its class
-    probabilities. Draw more strokes to change the digit, or clear it and start again."""
+    """Draw a digit in the box and the network answers as you draw: the digit as it sees it (prepared the way
+    MNIST's digits were), the 4 feature maps of its first layer, the 8 of its second, and its class
+    probabilities. Draw more strokes to change the digit, or clear it and start again. While a stroke is drawn
+    the answer is redrawn at most every ``live_every`` seconds (a redraw takes the kernel some 50 ms, and mouse
+    moves wait behind it), and always when the stroke ends."""
 
     css = "handwritten-digit-canvas"
 
-    def __init__(self, model, *, size: int = 224, pen: float = 16.0):
-        self.model, self.size, self.pen = model, size, pen
+    def __init__(self, model, *, size: int = 224, pen: float = 16.0, live_every: float = 0.25):
+        self.model, self.size, self.pen, self.live_every = model, size, pen, live_every
+        self._redrawn = 0.0
         self.strokes: list[list[Point]] = []
         self._drawing = False
         self.canvas = Canvas(width=size, height=size, layout=widgets.Layout(
@@ -66,8 +72,7 @@ class DigitCanvas(_ModelWidget):
         self._blank_canvas()
         self.digit = torch.zeros(28, 28)
         self._fig = feature_map_figure(self.digit, *_blank_maps(self.digit), torch.zeros(10))
-        hint = widgets.HTML("Draw one digit, as large as the box allows.<br>The network answers each time you "
-                            "lift the mouse.")
+        hint = widgets.HTML("Draw one digit, as large as the box allows.<br>The network answers as you draw.")
         side = widgets.VBox([hint, self.clear_button], layout=widgets.Layout(margin="0 0 0 12px"))
         self._finish([widgets.HBox([self.canvas, side])])
         self.redraw()
@@ -91,11 +96,17 @@ class DigitCanvas(_ModelWidget):
             (x0, y0), point = self.strokes[-1][-1], (float(x), float(y))
             self.strokes[-1].append(point)
             self.canvas.stroke_line(x0, y0, *point)
+            if time.perf_counter() - self._redrawn >= self.live_every:
+                self.redraw()
 
     def _pen_up(self, *_):
         if self._drawing:
             self._drawing = False
             self.redraw()
+
+    def redraw(self):
+        super().redraw()
+        self._redrawn = time.perf_counter()
 
     def clear(self):
         """Wipe the drawing and the network's answer."""
