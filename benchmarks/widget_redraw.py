@@ -1,4 +1,5 @@
-"""How long lesson 06's widgets take to redraw after a control changes (budget: REDRAW_LIMIT seconds).
+"""How long lesson 06's widgets take to redraw after a control changes, or the canvas after a stroke ends (budget:
+REDRAW_LIMIT seconds).
 
     uv run --frozen python benchmarks/widget_redraw.py
 
@@ -30,9 +31,25 @@ def _best(widget, control, values) -> float:
     return best
 
 
+def _best_stroke(pad, repeat: int) -> float:
+    """The digit canvas: from the mouse released at the end of a stroke to the new PNG (the strokes made an image,
+    prepared as MNIST's digits were, classified, their feature maps drawn)."""
+    best = float("inf")
+    for k in range(repeat):
+        pad.clear()
+        pad.canvas._handle_frontend_event(None, {"event": "mouse_down", "x": 112 + k, "y": 40}, [])
+        for y in range(48, 200, 8):
+            pad.canvas._handle_frontend_event(None, {"event": "mouse_move", "x": 112 + k, "y": y}, [])
+        start = time.perf_counter()
+        pad.canvas._handle_frontend_event(None, {"event": "mouse_up", "x": 112 + k, "y": 192}, [])
+        best = min(best, time.perf_counter() - start)
+        assert "prediction" in pad.status.value, pad.status.value
+    return best
+
+
 def widget_redraw_seconds(repeat: int = 7) -> dict[str, float]:
     """{widget name: best seconds per redraw} for the filter viewer, the filter evolution, the
-    feature-map explorer and the shift explorer."""
+    feature-map explorer, the shift explorer and the digit canvas (a stroke ended)."""
     import torch
 
     from handwritten import models, widgets
@@ -52,6 +69,7 @@ def widget_redraw_seconds(repeat: int = 7) -> dict[str, float]:
         "FilterEvolution": _best(evolution, evolution.step, [1 + k % evolution.step.max for k in range(repeat)]),
         "FeatureMapExplorer": _best(features, features.index, [1 + k for k in range(repeat)]),
         "ShiftExplorer": _best(shifts, shifts.pixels, [1 + k % shifts.pixels.max for k in range(repeat)]),
+        "DigitCanvas": _best_stroke(widgets.DigitCanvas(pretrained), repeat),
     }
 
 

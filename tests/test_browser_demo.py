@@ -1,7 +1,8 @@
 """The instructor demo (`make demo`) in a real browser: Voilà serving demo/demo.ipynb, exactly as
-`handwritten demo` starts it, and Debian's Chromium driven by Playwright. The page renders all six widgets
-with no error; moving the shift explorer's slider changes its picture; the digit classifier answers, and
-answers again for another digit. Screenshots (the page's top, the shift explorer) are kept in
+`handwritten demo` starts it, and Debian's Chromium driven by Playwright. The page renders all seven widgets
+with no error; a digit drawn on the canvas with the mouse gets an answer and feature maps, and another stroke
+changes both; moving the shift explorer's slider changes its picture; the digit classifier answers, and
+answers again for another digit. Screenshots (the page's top, the canvas, the shift explorer) are kept in
 tests/artifacts/.
 
 Without Chromium the test is skipped with a loud message; with CI set, a missing Chromium is a failure."""
@@ -17,16 +18,17 @@ import sys
 import time
 
 import pytest
-from test_lab import chromium_page, free_port, stop_group
+from test_lab import BAR, ONE, chromium_page, draw_on_canvas, free_port, stop_group
 
 from conftest import ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SCREENSHOT = ARTIFACTS / "demo-voila.png"
 SHIFT_SCREENSHOT = ARTIFACTS / "demo-voila-shift-explorer.png"
-WIDGETS = ["digit-classifier", "kernel-playground", "filter-viewer", "filter-evolution", "feature-map-explorer",
-           "shift-explorer"]
-FIRST = ".handwritten-digit-classifier img[src]"  # the first widget on the page, drawn
+CANVAS_SCREENSHOT = ARTIFACTS / "demo-voila-canvas.png"
+WIDGETS = ["digit-canvas", "digit-classifier", "kernel-playground", "filter-viewer", "filter-evolution",
+           "feature-map-explorer", "shift-explorer"]
+FIRST = ".handwritten-digit-canvas img[src]"  # the first widget on the page, drawn
 
 
 @contextlib.contextmanager
@@ -85,6 +87,14 @@ def test_demo_renders_and_answers_in_voila():
         expect(page.locator("body")).not_to_contain_text("Traceback")
         expect(page.locator("body")).not_to_contain_text("⚠")  # a widget's own problem report
 
+        # a digit drawn with the mouse gets an answer and feature maps; a second stroke changes both
+        pad = page.locator(".handwritten-digit-canvas")
+        expect(pad).to_contain_text("Nothing drawn yet")
+        draw_on_canvas(page, pad, ONE, r"your digit · prediction 1 \(\d+\.\d%\).* · 1 stroke")
+        draw_on_canvas(page, pad, BAR, r"your digit · prediction 7 \(\d+\.\d%\).* · 2 strokes")
+        ARTIFACTS.mkdir(exist_ok=True)
+        pad.screenshot(path=str(CANVAS_SCREENSHOT))
+
         # the classifier answers for the first digit, and again for the next one
         classifier = page.locator(".handwritten-digit-classifier")
         answer = re.compile(r"image (\d+) · label (\d) · prediction (\d) \(\d+\.\d%\)")
@@ -115,4 +125,4 @@ def test_demo_renders_and_answers_in_voila():
         page.set_viewport_size({"width": 1280, "height": 1000})
         page.locator("h1").first.scroll_into_view_if_needed()  # Voilà scrolls a panel, not the page: the top
         page.screenshot(path=str(SCREENSHOT))
-        print(f"screenshots of the demo: {SCREENSHOT} (the top: the classifier), {SHIFT_SCREENSHOT}")
+        print(f"screenshots of the demo: {SCREENSHOT} (the top: the canvas), {CANVAS_SCREENSHOT}, {SHIFT_SCREENSHOT}")

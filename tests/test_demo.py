@@ -1,6 +1,6 @@
 """The instructor demo, headless: demo/demo.ipynb runs top to bottom on a fresh kernel (nbclient), never
 trains (a kernel in which any optimiser step or backward pass raises runs it just the same), and builds its
-six widgets, each drawn; `handwritten demo` finds the notebook and starts Voilà on it. (The demo's widgets
+seven widgets, each drawn; `handwritten demo` finds the notebook and starts Voilà on it. (The demo's widgets
 without a kernel: tests/widgets/test_demo.py.)"""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from handwritten import cli
 from conftest import ROOT
 
 DEMO = ROOT / "demo" / "demo.ipynb"
-CLASSES = ["handwritten-digit-classifier", "handwritten-kernel-playground", "handwritten-filter-viewer",
-           "handwritten-filter-evolution", "handwritten-feature-map-explorer", "handwritten-shift-explorer"]
+CLASSES = ["handwritten-digit-canvas", "handwritten-digit-classifier", "handwritten-kernel-playground",
+           "handwritten-filter-viewer", "handwritten-filter-evolution", "handwritten-feature-map-explorer",
+           "handwritten-shift-explorer"]
 
 # Run in the kernel before the demo's own cells: training of any kind fails loudly.
 NO_TRAINING = """

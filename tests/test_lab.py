@@ -140,6 +140,39 @@ def chromium_page(what: str, width: int = 1280, height: int = 1000):
             browser.close()
 
 
+# Digits to draw on the course's 224-pixel canvas (widgets.DigitCanvas), in its pixels: a vertical stroke down the
+# middle (the pretrained network reads a 1), a ring (a 0), and a bar to the left of the stroke's top (with it, a 7)
+ONE = [[(112, 40), (112, 110), (112, 190)]]
+ZERO = [[(112, 30), (165, 60), (175, 112), (165, 165), (112, 195), (60, 165), (50, 112), (60, 60), (112, 30)]]
+BAR = [[(40, 40), (112, 40)]]
+
+
+def draw_strokes(page, canvas, strokes) -> None:
+    """Draw ``strokes`` (lists of (x, y) points in the canvas's own pixels) on the ``canvas`` element with the
+    mouse, as a hand would: press, move through the points, release. (``hover`` first: it scrolls the canvas
+    into view and fails if something else on the page would take the mouse.)"""
+    for stroke in strokes:
+        (x, y), *rest = stroke
+        canvas.hover(position={"x": x, "y": y})
+        box = canvas.bounding_box()
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        page.mouse.up()
+
+
+def draw_on_canvas(page, pad, strokes, answer: str) -> None:
+    """Draw ``strokes`` on the digit canvas ``pad`` (the widget's locator); wait until its status line says
+    ``answer`` (a regular expression) and its picture is a new one (it arrives after the status line)."""
+    from playwright.sync_api import expect
+
+    picture = pad.locator("img")
+    before = picture.get_attribute("src")
+    draw_strokes(page, pad.locator("canvas"), strokes)
+    expect(pad).to_contain_text(re.compile(answer), timeout=30_000)
+    expect(picture).not_to_have_attribute("src", before, timeout=10_000)
+
+
 @pytest.fixture
 def chromium():
     with chromium_page("JupyterLab was") as page:

@@ -33,6 +33,8 @@ def _shift_left_looping_over_images(img, w):
     ("split_test_set", reference.split_test_set), ("rightness", reference.rightness),
     ("predict_one_by_one", reference.predict_one_by_one), ("convnet", ConvNet), ("features", ConvNet),
     ("shift_left", _shift_left), ("shift_left_vectorised", _shift_left),
+    ("confusion_matrix", reference.confusion_matrix), ("most_confused", reference.most_confused),
+    ("random_shift", reference.random_shift),
 ])
 def test_the_course_answers_pass_the_visible_and_the_hidden_check(name, answer, capsys):
     getattr(check, name)(answer)
@@ -46,7 +48,7 @@ def test_every_visible_check_the_notebook_calls_has_a_hidden_one_it_calls_too():
     called = {name for cell in notebook.cells if cell.cell_type == "code"
               for name in re.findall(r"\bcheck\.(\w+)\(", cell.source)}
     visible = {name for name in called if not name.endswith("_hidden")}
-    assert len(visible) == 9 and {f"{name}_hidden" for name in visible} == called - visible
+    assert len(visible) == 12 and {f"{name}_hidden" for name in visible} == called - visible
     assert called <= set(check.__all__)
 
 
@@ -106,32 +108,60 @@ TINY = dataclasses.replace(check.HIDDEN, n_train=96, record_every=2, threshold=1
 
 
 def _train_without(line):
+    """The course's train with one line of its statement broken (or none, for "nothing")."""
+    def error(counts):
+        right, total = sum(int(r) for r, _ in counts), sum(n for _, n in counts)
+        return 100 - 100 * right / total
+
     def train(net, train_loader, validation_loader, epochs=1, lr=0.05, record_every=20):
         optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-        record, weights = [], []
+        record, weights, seen = [], [], []
         for _ in range(1 if line == "epochs" else epochs):
+            if line != "per epoch":
+                seen = []
             for batch_idx, (data, target) in enumerate(train_loader):
-                net.train()
-                loss = torch.nn.functional.nll_loss(net(data), target)
+                if line != "train mode" or not batch_idx:
+                    net.train()
+                output = net(data)
+                loss = torch.nn.functional.nll_loss(output, target)
                 optimizer.zero_grad()
                 loss.backward()
                 if line != "step":
                     optimizer.step()
+                seen.append(reference.rightness(output, target))
                 if batch_idx % record_every == 0:
-                    record.append((50.0, 50.0))
+                    if line != "eval":
+                        net.eval()
+                    with torch.set_grad_enabled(line == "no_grad"):
+                        checked = [reference.rightness(net(x), y) for x, y in validation_loader]
+                    record.append((torch.tensor(error(seen)) if line == "tensor" else error(seen), error(checked)))
                     weights.append([p.detach() if line == "clone" else p.detach().clone()
                                     for p in (net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias)])
         return record, weights
     return train
 
 
-def test_snapshots_hidden_passes_the_course_train(monkeypatch, capsys):
+@pytest.mark.parametrize("train", [reference.train, _train_without("nothing")], ids=["course", "in-test"])
+def test_snapshots_hidden_passes_a_right_train(monkeypatch, capsys, train):
     monkeypatch.setattr(check, "HIDDEN", TINY)
-    check.snapshots_hidden(reference.train, seed=1)
+    check.snapshots_hidden(train, seed=1)
     assert "✓ train: record and snapshots: hidden tests passed." in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("line,fragment", [("epochs", "epoch(s)"), ("clone", "clone()")])
+def test_snapshots_hidden_wants_the_loaders_it_was_given(monkeypatch):
+    """A train that validates on a loader of its own (the notebook's global, say) loses the test."""
+    monkeypatch.setattr(check, "HIDDEN", TINY)
+    train = _train_without("nothing")
+    own = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(20, 1, 28, 28),
+                                                                     torch.randint(0, 10, (20,))), batch_size=10)
+    with pytest.raises(AssertionError, match="validation_loader it was given"):
+        check.snapshots_hidden(lambda net, tl, vl, **kw: train(net, tl, own, **kw), seed=1)
+
+
+@pytest.mark.parametrize("line,fragment", [
+    ("epochs", "epoch(s)"), ("clone", "clone()"), ("eval", "net.eval()"), ("no_grad", "torch.no_grad()"),
+    ("train mode", "net.train()"), ("per epoch", "start counting again at each epoch"),
+    ("tensor", "plain number")])
 def test_snapshots_hidden_names_the_mistake(monkeypatch, line, fragment):
     monkeypatch.setattr(check, "HIDDEN", TINY)
     with pytest.raises(AssertionError, match=fragment.replace("(", r"\(").replace(")", r"\)")):

@@ -10,6 +10,7 @@ from torch.utils.data import SubsetRandomSampler, TensorDataset
 from handwritten.models import ConvNet
 from handwritten.reference.inside_cnn import (
     SHIFT_DIRECTIONS,
+    as_mnist,
     predict_one_by_one,
     rightness,
     shift_image,
@@ -93,3 +94,31 @@ def test_shift_image_refuses_a_negative_shift_and_an_unknown_direction():
         shift_image(torch.zeros(3, 3), -1)
     with pytest.raises(ValueError):
         shift_image(torch.zeros(3, 3), 1, "sideways")
+
+
+def _centre_and_box(image):
+    ys, xs = torch.meshgrid(torch.arange(28) + 0.5, torch.arange(28) + 0.5, indexing="ij")
+    total = image.sum()
+    inked = (image > 0.05).nonzero()
+    extent = (inked.max(0).values - inked.min(0).values + 1).tolist()
+    return (float((ys * image).sum() / total), float((xs * image).sum() / total)), extent
+
+
+@pytest.mark.parametrize("where", [(30, 40), (150, 200), (200, 20)])
+def test_as_mnist_puts_any_drawing_in_a_20x20_box_centred_by_its_mass(where):
+    canvas = torch.zeros(280, 280)
+    top, left = where
+    canvas[top:top + 60, left:left + 25] = 1.0          # a tall stroke
+    canvas[top:top + 8, left:left + 45] = 1.0           # and a bar across its top: a 7, roughly
+    image = as_mnist(canvas * 255)
+    assert image.shape == (28, 28) and 0 <= float(image.min()) and float(image.max()) <= 1
+    (cy, cx), extent = _centre_and_box(image)
+    assert max(extent) in (20, 21) and abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75
+
+
+def test_as_mnist_keeps_a_blank_drawing_blank_and_an_mnist_digit_nearly_as_it_was():
+    assert torch.equal(as_mnist(torch.zeros(100, 100)), torch.zeros(28, 28))
+    from handwritten.data import load_mnist
+    digits = load_mnist().test_images[:20].float() / 255
+    similar = [float(torch.nn.functional.cosine_similarity(as_mnist(d).flatten(), d.flatten(), dim=0)) for d in digits]
+    assert sum(similar) / len(similar) > 0.85, similar

@@ -10,8 +10,9 @@ from matplotlib.colors import to_rgba
 
 from handwritten import widgets
 
-CLASSES = ["handwritten-digit-classifier", "handwritten-kernel-playground", "handwritten-filter-viewer",
-           "handwritten-filter-evolution", "handwritten-feature-map-explorer", "handwritten-shift-explorer"]
+CLASSES = ["handwritten-digit-canvas", "handwritten-digit-classifier", "handwritten-kernel-playground",
+           "handwritten-filter-viewer", "handwritten-filter-evolution", "handwritten-feature-map-explorer",
+           "handwritten-shift-explorer"]
 
 
 def bar() -> torch.Tensor:
@@ -102,7 +103,7 @@ def test_demo_inputs_are_the_pretrained_network_an_untrained_one_and_held_out_di
     assert torch.equal(untrained.conv1.weight, widgets.demo_inputs(3).untrained.conv1.weight)  # seed 0, always
 
 
-def test_demo_widgets_builds_all_six_from_held_out_digits():
+def test_demo_widgets_builds_all_seven_from_held_out_digits():
     parts = widgets.demo_widgets(n=10)
     assert [w._dom_classes[-1] for w in parts.values()] == CLASSES
     assert all(bytes(w.image.value).startswith(b"\x89PNG") for w in parts.values())

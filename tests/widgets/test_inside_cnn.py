@@ -262,7 +262,7 @@ def test_lesson_widgets_render_and_their_state_is_stored(tmp_path):
         for css in state[model_id]["state"].get("_dom_classes", []):
             classes[css] = model_id
     for css in ("handwritten-filter-viewer", "handwritten-filter-evolution",
-                "handwritten-feature-map-explorer", "handwritten-shift-explorer"):
+                "handwritten-feature-map-explorer", "handwritten-shift-explorer", "handwritten-digit-canvas"):
         assert css in classes, f"no {css} in the executed notebook"
         children = [ref.removeprefix("IPY_MODEL_") for ref in state[classes[css]]["state"]["children"]]
         images = [state[c] for c in children if state[c]["model_name"] == "ImageModel"]

@@ -1,5 +1,5 @@
 """handwritten.widgets.make: every ``make_*`` builds its widget, except while nbgrader grades the notebook: then
-it prints one line, returns None, and imports neither ipywidgets nor matplotlib."""
+it prints one line, returns None, and imports neither ipywidgets, ipycanvas nor matplotlib."""
 
 from __future__ import annotations
 
@@ -29,13 +29,14 @@ def args():
         "make_feature_map_explorer": ((net, images, labels), widgets.FeatureMapExplorer),
         "make_shift_explorer": ((net, images, labels), widgets.ShiftExplorer),
         "make_digit_classifier": ((net, images, labels), widgets.DigitClassifier),
+        "make_digit_canvas": ((net,), widgets.DigitCanvas),
     }
 
 
 WHAT = {"make_learning_rate_explorer": "learning-rate explorer", "make_kernel_playground": "kernel playground",
         "make_filter_viewer": "filter viewer", "make_filter_evolution": "filter evolution",
         "make_feature_map_explorer": "feature-map explorer", "make_shift_explorer": "shift explorer",
-        "make_digit_classifier": "digit classifier"}
+        "make_digit_classifier": "digit classifier", "make_digit_canvas": "digit canvas"}
 
 
 def test_every_make_is_here():
@@ -77,13 +78,13 @@ from handwritten import widgets
 x = torch.zeros(3, 28, 28)
 made = [widgets.make_learning_rate_explorer(x[0, 0], x[0, 0], torch.zeros(3)), widgets.make_kernel_playground(x),
         widgets.make_filter_viewer(None), widgets.make_filter_evolution(), widgets.make_feature_map_explorer(None, x),
-        widgets.make_shift_explorer(None, x), widgets.make_digit_classifier(None, x)]
-assert made == [None] * 7, made
-print(sorted(m for m in ("ipywidgets", "matplotlib") if m in sys.modules))
+        widgets.make_shift_explorer(None, x), widgets.make_digit_classifier(None, x), widgets.make_digit_canvas(None)]
+assert made == [None] * 8, made
+print(sorted(m for m in ("ipywidgets", "ipycanvas", "matplotlib") if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "NBGRADER_EXECUTION": "autograde"})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 8 and all("not drawn while the notebook is being graded" in line for line in lines[:7])
+    assert len(lines) == 9 and all("not drawn while the notebook is being graded" in line for line in lines[:8])
     assert lines[-1] == "[]"

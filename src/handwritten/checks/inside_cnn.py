@@ -1,6 +1,6 @@
 """Checks for lesson 06, inside a CNN: the validation split, ``rightness``, ``predict_one_by_one``,
 ``ConvNet`` (its ``log_softmax`` and ``retrieve_features``), ``train`` (record, snapshots and a
-trained network) and a vectorised ``shift_left``.
+trained network), a vectorised ``shift_left``, and error analysis: ``confusion_matrix`` and ``most_confused``.
 
 The oracles are PyTorch, the course's answers (``handwritten.reference.inside_cnn``) and
 ``handwritten.models.ConvNet`` (the lesson's network, done right). The checks bring their own data
@@ -24,24 +24,27 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
 from .. import env
 from ..models import ConvNet, load_pretrained
 from ..reference.cnn import evaluate_accuracy
+from ..reference.inside_cnn import confusion_matrix as reference_confusion
+from ..reference.inside_cnn import most_confused as reference_most_confused
 from ..reference.inside_cnn import predict_one_by_one as reference_one_by_one
 from ..reference.inside_cnn import rightness as reference_rightness
+from ..reference.inside_cnn import shift_by
 from ..reference.inside_cnn import shift_image
-from ._core import (Probe, Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist,
+from ._core import (CountOps, Probe, Trained, as_number, as_tensor, call, close, compare, fail, generator, mnist,
                     not_hard_coded, observe, params_vector, passed, passed_hidden, rand, randn, references_in_place,
                     require_accuracy, seeded)
 
 __all__ = [
-    "HIDDEN", "VISIBLE", "VISIBLE_GRADED", "convnet", "convnet_hidden", "features", "features_hidden",
-    "predict_one_by_one", "predict_one_by_one_hidden", "rightness", "rightness_hidden", "shift_left",
-    "shift_left_hidden", "shift_left_vectorised", "shift_left_vectorised_hidden", "snapshots", "snapshots_hidden",
-    "split_test_set", "split_test_set_hidden", "trained", "trained_hidden", "visible_run",
+    "HIDDEN", "VISIBLE", "VISIBLE_GRADED", "confusion_matrix", "confusion_matrix_hidden", "convnet",
+    "convnet_hidden", "features", "features_hidden", "most_confused", "most_confused_hidden", "predict_one_by_one",
+    "predict_one_by_one_hidden", "random_shift", "random_shift_hidden", "rightness", "rightness_hidden",
+    "shift_left", "shift_left_hidden", "shift_left_vectorised", "shift_left_vectorised_hidden", "snapshots",
+    "snapshots_hidden", "split_test_set", "split_test_set_hidden", "trained", "trained_hidden", "visible_run",
 ]
 
 # The lesson's recipe, as the training checks run it: SGD with momentum, this learning rate.
@@ -533,7 +536,7 @@ def _run(fn, config: TrainingRun, seed: int) -> dict:
         fail(f"train for {config.case()}: after training, the network no longer has the layers of the ConvNet it "
              f"was given ({error}); train should train that network in place, not change it.")
     run = Trained(net, seen["result"], evaluate_accuracy(net, _batches(*held_out)), untrained)
-    return dict(run=run, config=config, initial=initial, shared=seen["shared"],
+    return dict(run=run, config=config, initial=initial, shared=seen["shared"], log=seen["log"],
                 validation=mnist("test", stop=config.n_val, shape=(1, 28, 28)))
 
 
@@ -549,15 +552,46 @@ def _trained_seen(fn, fields: dict, seed: int) -> dict:
     return _runs[key]
 
 
+class _Watched(ConvNet):
+    """The course's ``ConvNet``, keeping a log of its forward passes: the mode it was in, whether gradients were
+    on, and the classes it predicted. (Its state_dict is a ``ConvNet``'s.)"""
+
+    def __init__(self, log: list):
+        super().__init__()
+        self.log = log
+
+    def forward(self, x):
+        out = super().forward(x)
+        self.log.append({"what": "forward", "training": self.training, "grad": torch.is_grad_enabled(),
+                         "predicted": out.detach().argmax(1)})
+        return out
+
+
+class _Logged(DataLoader):
+    """A ``DataLoader`` that writes into ``log`` when a pass over it starts and ends, and each batch's labels."""
+
+    def __init__(self, *args, kind: str, log: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind, self.log = kind, log
+
+    def __iter__(self):
+        self.log.append({"what": "start", "kind": self.kind})
+        for data, target in super().__iter__():
+            self.log.append({"what": "batch", "kind": self.kind, "labels": target.clone()})
+            yield data, target
+        self.log.append({"what": "end", "kind": self.kind})
+
+
 def _train(fn, config: TrainingRun, seed: int) -> dict:
+    log: list = []
     train_set = mnist("train", start=config.first, stop=config.first + config.n_train, shape=(1, 28, 28))
-    train_loader = DataLoader(TensorDataset(*train_set), batch_size=config.batch_size, shuffle=True,
-                              generator=generator(seed))
+    train_loader = _Logged(TensorDataset(*train_set), batch_size=config.batch_size, shuffle=True,
+                           generator=generator(seed), kind="train", log=log)
     validation = mnist("test", stop=config.n_val, shape=(1, 28, 28))
-    validation_loader = DataLoader(TensorDataset(*validation), batch_size=250)
+    validation_loader = _Logged(TensorDataset(*validation), batch_size=250, kind="validation", log=log)
 
     def student_train():
-        net = ConvNet()
+        net = _Watched(log)
         with references_in_place(fn, rightness=reference_rightness):
             return net, call("train", fn, net, train_loader, validation_loader, epochs=config.epochs, lr=LR,
                              record_every=config.record_every)
@@ -568,7 +602,7 @@ def _train(fn, config: TrainingRun, seed: int) -> dict:
     shared = [[isinstance(got, torch.Tensor) and got.data_ptr() == param.data_ptr()
                for got, param in zip(snapshot, live)] if isinstance(snapshot, (tuple, list)) else []
               for snapshot in (weights if isinstance(weights, (tuple, list)) else [])]
-    return {"result": result, "state": dict(net.state_dict()), "shared": shared}
+    return {"result": result, "state": dict(net.state_dict()), "shared": shared, "log": log}
 
 
 def _batches(images, labels, size: int = 250):
@@ -579,6 +613,101 @@ def _batches(images, labels, size: int = 250):
 def _validation_error(trained) -> float:
     """The trained network's error on the validation digits, in percent."""
     return 100 * (1 - evaluate_accuracy(trained["run"].model, _batches(*trained["validation"])))
+
+
+def _replay(log: list) -> tuple[list[dict], set[str], int]:
+    """What a training run's log says ``train`` did: for each whole pass over the validation loader, the entry it
+    should have added to ``record`` (the epoch and batch index it followed; the training error % over that
+    epoch's batches so far, by the first forward pass of each; the validation error % of the pass), the modes
+    that were wrong ("train-eval", "validation-training", "validation-grad"), and how many training batches were
+    taken. Worked out in the grader, from data."""
+    entries, problems = [], set()
+    kind, labels, fresh = None, None, False
+    epoch, batch, right, seen, total_right, total_seen, train_batches = -1, -1, 0, 0, 0, 0, 0
+    validation = [0, 0]
+    for event in log:
+        what = event["what"]
+        if what == "start" and event["kind"] == "train":
+            epoch, batch, right, seen = epoch + 1, -1, 0, 0
+        elif what == "start":
+            validation = [0, 0]
+        elif what == "batch":
+            kind, labels, fresh = event["kind"], event["labels"], True
+            if kind == "train":
+                batch, train_batches = batch + 1, train_batches + 1
+        elif what == "forward" and fresh:  # the first forward pass after a batch is the one that batch went through
+            fresh = False
+            hits = int((event["predicted"] == labels).sum())
+            if kind == "train":
+                if not event["training"]:
+                    problems.add("train-eval")
+                right, seen = right + hits, seen + len(labels)
+                total_right, total_seen = total_right + hits, total_seen + len(labels)
+            else:
+                if event["training"]:
+                    problems.add("validation-training")
+                if event["grad"]:
+                    problems.add("validation-grad")
+                validation = [validation[0] + hits, validation[1] + len(labels)]
+        elif what == "end" and event["kind"] == "validation":
+            def error(hits, n):
+                return 100 - 100 * hits / n if n else None
+            entries.append({"epoch": epoch, "batch": batch, "train": error(right, seen),
+                            "all_epochs": error(total_right, total_seen),
+                            "validation": error(*validation)})
+    return entries, problems, train_batches
+
+
+MODES = {
+    "validation-training": "the validation digits went through the network in training mode: call net.eval() "
+                           "before measuring the validation error (a network with dropout or batch norm "
+                           "measures something else in training mode).",
+    "validation-grad": "the validation digits went through the network with gradients on: measure the "
+                       "validation error under torch.no_grad() (nothing is learnt from them, and autograd's "
+                       "record of every operation only costs memory).",
+    "train-eval": "a training batch went through the network in evaluation mode: after validating, put the "
+                  "network back with net.train() (call it at the start of every batch).",
+}
+
+
+def _check_against_log(trained, record: list, case: str):
+    """record, judged against what the run's log shows ``train`` did: the loaders it was given, the modes, and
+    each entry's meaning (this epoch's training error so far, the whole validation set's error)."""
+    config = trained["config"]
+    entries, problems, train_batches = _replay(trained["log"])
+    if train_batches == 0:
+        fail(f"train for {case}: no batch was taken from the train_loader train was given: train on that "
+             f"argument, not on a loader of the notebook's.")
+    if not entries:
+        fail(f"train for {case}: train never went through the validation_loader it was given: measure the "
+             f"validation error on that argument, not on a loader of the notebook's (the notebook's "
+             f"validation_loader is not the one a caller passes).")
+    for problem in ("validation-training", "validation-grad", "train-eval"):
+        if problem in problems:
+            fail(f"train for {case}: {MODES[problem]}")
+    if len(entries) != len(record):
+        fail(f"train for {case}: record has {len(record)} entries, but train went through the whole "
+             f"validation_loader {len(entries)} times: measure it once for each entry, every record_every "
+             f"batches.")
+    for k, (entry, expected) in enumerate(zip(record, entries)):
+        where = f"entry {k} of record (epoch {expected['epoch']}, batch_idx {expected['batch']})"
+        if expected["batch"] % config.record_every:
+            fail(f"train for {case}: {where} was measured after batch_idx {expected['batch']}, which is not a "
+                 f"multiple of record_every = {config.record_every}: record after the step of each batch whose "
+                 f"batch_idx % record_every == 0.")
+        train_error, validation_error = (as_number("train", value, "each error rate in record") for value in entry)
+        if abs(validation_error - expected["validation"]) > 1e-3:
+            fail(f"train for {case}: {where} gives the validation error as {validation_error:.3f}%, but the "
+                 f"network got {expected['validation']:.3f}% of the validation digits wrong in that pass: count "
+                 f"the right predictions over every batch of validation_loader, then 100 - 100 * right / total.")
+        if abs(train_error - expected["train"]) > 1e-3:
+            why = ("it is over every batch since training began; the training error is over this epoch's "
+                   "batches so far: start counting again at each epoch."
+                   if abs(train_error - expected["all_epochs"]) <= 1e-3 else
+                   "the training error is 100 - 100 * right / total over this epoch's batches so far, this one "
+                   "included, each counted with rightness(output, target) on the output it was trained on.")
+            fail(f"train for {case}: {where} gives the training error as {train_error:.3f}%, but the network "
+                 f"got {expected['train']:.3f}% of this epoch's training digits so far wrong: {why}")
 
 
 def _check_record_and_snapshots(trained, case):
@@ -601,6 +730,10 @@ def _check_record_and_snapshots(trained, case):
         if not isinstance(entry, (tuple, list)) or len(entry) != 2:
             fail("each entry of record should be a pair (training error %, validation error %).")
         for value in entry:
+            if isinstance(value, torch.Tensor):
+                fail(f"train for {case}: record holds a tensor (shape {tuple(value.shape)}) where a plain "
+                     f"number belongs: turn the count into a Python number, float(right), before "
+                     f"100 - 100 * right / total (plots and prints tell a record of tensors from numbers).")
             number = as_number("train", value, "each error rate in record")
             if not 0 <= number <= 100:
                 fail(f"record holds {number}: error rates are percentages, between 0 and 100.")
@@ -611,6 +744,7 @@ def _check_record_and_snapshots(trained, case):
         fail(f"train for {case}: the last validation entry in record is {last_val:.1f}, but the network "
              f"gets only {val_error:.1f}% of the validation digits wrong: record should hold error "
              f"rates, 100 - accuracy in percent, not accuracies.")
+    _check_against_log(trained, record, case)
     n_weights = call("len(weights)", len, weights,
                      explain=lambda error: f"weights should be a list, not {type(weights).__name__}.")
     if not isinstance(weights, (tuple, list)):
@@ -751,19 +885,9 @@ def shift_left_hidden(fn, seed):
     passed_hidden("shift_left")
 
 
-class _CountOps(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _operations(fn, img, w) -> int:
     """How many tensor operations ``fn(img, w)`` makes (``observe``: counted where it runs)."""
-    with _CountOps() as counter:
+    with CountOps() as counter:
         call("shift_left", fn, img, w)
     return counter.count
 
@@ -807,3 +931,211 @@ def shift_left_vectorised_hidden(fn, seed):
         if message := _looping(counts, over="rows, columns or the images of a batch"):
             fail(message)
     passed_hidden("shift_left: vectorised")
+
+
+# ---------------------------------------------------------------- error analysis: confusion_matrix, most_confused
+
+
+def _confusion_seen(fn, predicted, labels, n_classes) -> tuple:
+    """What the student's ``confusion_matrix`` returned, and how many tensor operations it made (``observe``:
+    counted where it runs)."""
+    with CountOps() as counter:
+        got = call("confusion_matrix", fn, predicted.clone(), labels.clone(), n_classes)
+    return got, counter.count
+
+
+def _predictions(g, n: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n labels, and predictions right about two times in three, wrong ones drawn at random."""
+    labels = torch.randint(0, n_classes, (n,), generator=g)
+    wrong = torch.randint(0, n_classes, (n,), generator=g)
+    predicted = torch.where(torch.rand(n, generator=g) < 0.67, labels, wrong)
+    return predicted, labels
+
+
+def _check_confusion(fn, predicted, labels, n_classes, case) -> int:
+    got, operations = observe(_confusion_seen, fn, predicted, labels, n_classes)
+    got = as_tensor("confusion_matrix", got)
+    expected = reference_confusion(predicted, labels, n_classes)
+    if got.dtype.is_floating_point or got.dtype == torch.bool:
+        fail(f"confusion_matrix for {case}: the counts are {got.dtype}; a confusion matrix counts images, so it "
+             f"holds integers (torch.long, as torch.bincount gives them).")
+    compare("confusion_matrix", got, expected, case=case, shape_hint=lambda got, want: (
+        f"One row and one column per class: n_classes = {n_classes}, whatever the largest label in this batch."),
+        mistakes=(("rows and columns are swapped: row i should be the images whose true class is i, column j "
+                   "those predicted as j.", expected.T),))
+    return operations
+
+
+def _looping_confusion(counts: dict) -> str | None:
+    few, many = counts[min(counts)], counts[max(counts)]
+    if many > few + 10:
+        return (f"confusion_matrix made {few} tensor operations for {min(counts)} images and {many} for "
+                f"{max(counts)}: it loops over the images. Count every (true, predicted) pair at once: "
+                f"labels * n_classes + predicted numbers the pairs 0 to n_classes² - 1, and torch.bincount "
+                f"counts them (or index_put_ with accumulate=True).")
+    return None
+
+
+def confusion_matrix(fn):
+    """Visible check: a hand-made example of 6 images and 3 classes, then 2,000 random predictions over 10
+    classes (and 200, to see that the number of operations does not grow with the images)."""
+    predicted, labels = torch.tensor([0, 2, 1, 1, 2, 0]), torch.tensor([0, 1, 1, 2, 2, 0])
+    _check_confusion(fn, predicted, labels, 3, "predicted [0, 2, 1, 1, 2, 0], labels [0, 1, 1, 2, 2, 0], 3 classes")
+    g = generator(2006)
+    counts = {n: _check_confusion(fn, *_predictions(g, n, 10), 10, f"{n:,} random predictions over 10 classes")
+              for n in (200, 2000)}
+    if message := _looping_confusion(counts):
+        fail(message)
+    passed("confusion_matrix", 3)
+
+
+def confusion_matrix_hidden(fn, seed):
+    """Other numbers of classes (a class that never occurs among the labels or predictions, n_classes larger than
+    the largest label), int32 inputs, a single image, and no loop over 5,000 images."""
+    g = generator(seed)
+    one = torch.tensor([4]), torch.tensor([1])
+    _check_confusion(fn, *one, 6, "a single image of class 1 predicted as 4, 6 classes")
+    predicted, labels = _predictions(g, 300, 4)
+    _check_confusion(fn, predicted, labels, 7, "300 predictions of classes 0-3, n_classes = 7")
+    predicted, labels = _predictions(g, 500, 13)
+    _check_confusion(fn, predicted.int(), labels.int(), 13, "500 int32 predictions over 13 classes")
+    counts = {n: _check_confusion(fn, *_predictions(g, n, 10), 10, f"{n:,} random predictions over 10 classes")
+              for n in (50, 5000)}
+    if message := _looping_confusion(counts):
+        fail(message)
+    passed_hidden("confusion_matrix")
+
+
+def _check_most_confused(fn, confusion, case):
+    got = call("most_confused", fn, confusion.clone())
+    true, predicted, count = expected = reference_most_confused(confusion)
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        fail(f"most_confused for {case}: return three numbers, (true class, predicted class, count); got "
+             f"{type(got).__name__}{f' of length {len(got)}' if isinstance(got, (tuple, list)) else ''}.")
+    if any(isinstance(value, torch.Tensor) for value in got):
+        fail(f"most_confused for {case}: return plain Python ints, not tensors (int(...) or .item()).")
+    if any(not isinstance(value, int) or isinstance(value, bool) for value in got):
+        fail(f"most_confused for {case}: return plain Python ints; got {tuple(type(v).__name__ for v in got)}.")
+    got = tuple(got)
+    if got == expected:
+        return
+    diagonal = int(confusion.diagonal().argmax())
+    if got[:2] == (diagonal, diagonal):
+        fail(f"most_confused for {case}: ({diagonal}, {diagonal}) is on the diagonal, where the right answers are; "
+             f"leave it out (set it below any count, or mask it) before looking for the largest entry.")
+    if got == (predicted, true, count):
+        fail(f"most_confused for {case}: got {got}, which is (predicted, true, count): the row is the true class, "
+             f"the column the predicted one, so the answer is {expected}.")
+    fail(f"most_confused for {case}: got {got}, expected {expected}: the largest count off the diagonal, as "
+         f"(its row, its column, the count).")
+
+
+def _confusions(g, n_classes: int) -> torch.Tensor:
+    """A confusion matrix with a large diagonal and one largest entry off it, at a random place."""
+    confusion = torch.randint(0, 20, (n_classes, n_classes), generator=g)
+    confusion.fill_diagonal_(0)
+    confusion += torch.diag(torch.randint(200, 400, (n_classes,), generator=g))
+    i, j = torch.randperm(n_classes, generator=g)[:2].tolist()
+    confusion[i, j] = 40
+    return confusion
+
+
+def most_confused(fn):
+    """Visible check: a 3x3 example whose largest entry is on the diagonal, and a 10x10 one whose most confused
+    pair lies below the diagonal."""
+    example = torch.tensor([[50, 2, 7], [1, 60, 3], [9, 4, 70]])
+    _check_most_confused(fn, example, "[[50, 2, 7], [1, 60, 3], [9, 4, 70]]")
+    confusion = _confusions(generator(1998), 10)
+    confusion[7, 2] = 45
+    _check_most_confused(fn, confusion, "a 10x10 matrix")
+    passed("most_confused", 2)
+
+
+def most_confused_hidden(fn, seed):
+    """Other sizes (2 to 20 classes), and the pair in the last row or column."""
+    g = generator(seed)
+    for n in (2, 4, 12, 20):
+        confusion = _confusions(g, n)
+        _check_most_confused(fn, confusion, f"a {n}x{n} matrix")
+    confusion = _confusions(g, 11)
+    confusion[10, 0] = 60
+    _check_most_confused(fn, confusion, "an 11x11 matrix whose pair is in its last row")
+    confusion[0, 10] = 70
+    _check_most_confused(fn, confusion, "an 11x11 matrix whose pair is in its last column")
+    passed_hidden("most_confused")
+
+
+# ---------------------------------------------------------------- random_shift: the augmentation
+
+
+def _random_shift_seen(fn, images, max_shift) -> tuple:
+    """What the student's ``random_shift(images, max_shift)`` returned, and whether it changed ``images``
+    (``observe``: the batch it changes is the one beside it)."""
+    original = images.clone()
+    got = call("random_shift", fn, images, max_shift)
+    return got, not torch.equal(images, original)
+
+
+def _check_random_shift(fn, images, max_shift, case):
+    """Each output image must be its input moved by whole pixels, (dy, dx) within ±max_shift, zeros coming in;
+    over the batch the shifts must vary, reach both ends of the range in both directions, and dy and dx be drawn
+    apart. Random images (no zero pixel) leave one shift that fits each."""
+    got, changed = observe(_random_shift_seen, fn, images, max_shift)
+    got = as_tensor("random_shift", got)
+    if changed:
+        fail(f"random_shift for {case}: it changed the images it was given; return a new batch (the same images are "
+             f"shifted again, differently, in the next epoch).")
+    if tuple(got.shape) != tuple(images.shape):
+        fail(f"random_shift for {case}: the output has shape {tuple(got.shape)}, expected {tuple(images.shape)}: "
+             f"the same batch, each image moved inside its own frame.")
+    m = int(max_shift)
+    found = torch.full((len(images), 2), m + 1)  # (dy, dx) of each image; m + 1: none found yet
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            same = (shift_by(images, dy, dx) == got.detach().to(images.dtype)).flatten(1).all(1)
+            found[same & (found[:, 0] > m)] = torch.tensor([dy, dx])
+    missing = (found[:, 0] > m).nonzero().flatten()
+    if len(missing):
+        k = int(missing[0])
+        rolled = any(torch.equal(torch.roll(images[k], (dy, dx), (-2, -1)), got[k].detach().to(images.dtype))
+                     for dy in range(-m, m + 1) for dx in range(-m, m + 1))
+        why = ("it is the image rolled: what leaves on one side comes back on the other. Pixels that come in "
+               "must be zeros (pad, or slice into a batch of zeros)." if rolled else
+               f"it is not the image moved by whole pixels, at most {m} in each direction, with zeros coming in.")
+        fail(f"random_shift for {case}: image {k} of the output: {why}")
+    if m == 0:
+        return
+    dys, dxs = found[:, 0], found[:, 1]
+    if len(found.unique(dim=0)) == 1:
+        fail(f"random_shift for {case}: every image of the batch moved by the same (dy, dx) = "
+             f"{tuple(found[0].tolist())}; draw a shift for each image (torch.randint(..., (n,))), so that the "
+             f"network sees each digit in many places.")
+    for name, values in (("dy", dys), ("dx", dxs)):
+        if int(values.max()) < m or int(values.min()) > -m:
+            end = f"+{m}" if int(values.max()) < m else f"-{m}"
+            fail(f"random_shift for {case}: over {len(images)} images, {name} never reached {end}: shifts are drawn "
+                 f"from -max_shift to +max_shift, both included (torch.randint's high is excluded: "
+                 f"torch.randint(-max_shift, max_shift + 1, ...)).")
+    if torch.equal(dys, dxs) or torch.equal(dys, -dxs):
+        fail(f"random_shift for {case}: dy and dx are always {'equal' if torch.equal(dys, dxs) else 'opposite'}: "
+             f"the images only move along a diagonal. Draw dy and dx separately.")
+
+
+def random_shift(fn):
+    """Visible check: 500 random 1x10x10 images with max_shift 2, and 300 test digits with max_shift 3."""
+    g = generator(2020)
+    _check_random_shift(fn, torch.rand(500, 1, 10, 10, generator=g) + 0.1, 2,
+                        "500 random 1x10x10 images, max_shift=2")
+    digits = mnist("test", stop=300, shape=(1, 28, 28))[0]
+    _check_random_shift(fn, digits + 0.01, 3, "300 test digits (plus 0.01, so that no pixel is 0), max_shift=3")
+    passed("random_shift", 2)
+
+
+def random_shift_hidden(fn, seed):
+    """max_shift 0 (nothing moves), 1 and 4; three channels, images that are not square, float64."""
+    g = generator(seed)
+    _check_random_shift(fn, rand(g, 400, 3, 7, 9) + 0.1, 1, "400 random 3x7x9 images, max_shift=1")
+    _check_random_shift(fn, rand(g, 800, 1, 12, 11, dtype=torch.float64) + 0.1, 4,
+                        "800 random 1x12x11 float64 images, max_shift=4")
+    _check_random_shift(fn, rand(g, 20, 1, 6, 6) + 0.1, 0, "20 random images, max_shift=0")
+    passed_hidden("random_shift")

@@ -20,10 +20,10 @@ module             lesson  what it holds
                            ``layer_shapes``, ``evaluate_accuracy``, ``train_fast``, ``BatchNorm``; the
                            challenge's ``challenge_model``, ``challenge_train``
 ``inside_cnn``     06      ``split_test_set``, ``rightness``, ``predict_one_by_one``, ``train``,
-                           ``shift_image``
+                           ``shift_image``, ``random_shift``, ``confusion_matrix``, ``most_confused``, ``as_mnist``
 ``engine``         07      the tiny autograd engine: ``Tensor``, ``backprop``, ``unbroadcast``, its ops
                            (``neg``, ``sub``, ``power``, ``div`` too), ``numerical_gradient``, ``unfold``,
-                           ``fold``, ``conv2d``, ``max_pool2d``, ``Module``, ``Linear``, ``MLP``, ``SGD``,
+                           ``fold``, ``conv2d``, ``max_pool2d``, ``Module``, ``Linear``, ``MLP``, ``CNN``, ``SGD``,
                            ``fit``
 ``dtypes``         all     ``as_float``: the answers compute in float32, or wider if an input is
 =================  ======  =====================================================================

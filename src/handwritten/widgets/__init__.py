@@ -15,6 +15,8 @@ module          lessons   what it holds
 ``descent``     02        ``LearningRateExplorer``, ``quadratic_descent``
 ``kernels``     04        ``KernelPlayground``, its preset ``KERNELS``
 ``inside_cnn``  06        ``FilterViewer``, ``FilterEvolution``, ``FeatureMapExplorer``, ``ShiftExplorer``
+``canvas``      06, demo  ``DigitCanvas`` (draw a digit: the network's answer and feature maps),
+                          ``strokes_to_image``
 ``demo``        demo      ``DigitClassifier``, ``transform_digit``, ``demo_inputs``, ``demo_widgets``
 ==============  ========  ================================================================================
 
@@ -29,12 +31,14 @@ from ..plots._lazy import lazy_exports
 
 _HOMES = {
     "make": ("not_while_grading", "make_learning_rate_explorer", "make_kernel_playground", "make_filter_viewer",
-             "make_filter_evolution", "make_feature_map_explorer", "make_shift_explorer", "make_digit_classifier"),
+             "make_filter_evolution", "make_feature_map_explorer", "make_shift_explorer", "make_digit_classifier",
+             "make_digit_canvas"),
     "common": ("WidgetProblem",),
     "descent": ("LearningRateExplorer", "quadratic_descent"),
     "kernels": ("KERNELS", "KernelPlayground"),
     "inside_cnn": ("FilterViewer", "FilterEvolution", "FeatureMapExplorer", "ShiftExplorer", "shift_image",
                    "SHIFT_DIRECTIONS"),
+    "canvas": ("DigitCanvas", "strokes_to_image"),
     "demo": ("DigitClassifier", "transform_digit", "DEMO_DIGITS", "DemoInputs", "demo_inputs", "demo_widgets"),
 }
 

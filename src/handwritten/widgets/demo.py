@@ -1,6 +1,7 @@
 """The instructor demo (``demo/demo.ipynb``, ``make demo``): a "pick a digit" classifier, and ``demo_widgets``,
 everything the Voilà demo shows, built from the pretrained network and the bundled sample, without training:
-the classifier here, lesson 04's kernel playground and lesson 06's four widgets."""
+lesson 06's canvas first (draw a digit), the classifier here, lesson 04's kernel playground and lesson 06's four
+widgets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plots.demo import classifier_figure, update_classifier_figure
+from .canvas import DigitCanvas
 from .common import WidgetProblem, _ImagePicker, _ModelWidget, _probabilities
 from .inside_cnn import FeatureMapExplorer, FilterViewer, ShiftExplorer
 from .kernels import KernelPlayground
@@ -116,11 +118,12 @@ def demo_inputs(n: int = DEMO_DIGITS) -> DemoInputs:
 
 def demo_widgets(n: int = DEMO_DIGITS) -> dict:
     """Everything the instructor demo (``demo/demo.ipynb``, ``make demo``) shows, by name, in its order: the
-    digit classifier, the kernel playground, the filter viewer (trained and untrained network), the filter
-    evolution, the feature-map explorer and the shift explorer. (The demo notebook builds each in its own
-    cell, so that Voilà shows the first while the others are being built.)"""
+    digit canvas (draw your own), the digit classifier, the kernel playground, the filter viewer (trained and
+    untrained network), the filter evolution, the feature-map explorer and the shift explorer. (The demo notebook
+    builds each in its own cell, so that Voilà shows the first while the others are being built.)"""
     net, untrained, images, labels = demo_inputs(n)
     return {
+        "digit canvas": DigitCanvas(net),
         "digit classifier": DigitClassifier(net, images, labels),
         "kernel playground": KernelPlayground(images, kernel="Sobel x"),
         "filter viewer": FilterViewer({"trained": net, "untrained": untrained}),
