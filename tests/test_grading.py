@@ -19,7 +19,6 @@ import csv
 import subprocess
 import sys
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -32,16 +31,15 @@ from conftest import LESSONS, copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"  # the lesson the collection-side tests submit
 # The packs of mutants and alternatives are graded with the lesson's demonstration cells emptied (only exercises and
-# tests run): a demonstration scores nothing, and no test reads what one leaves (the instructor's notebook without
-# them gets every point: test_instructor_gets_every_point_without_demonstrations). The instructor's and the
-# blank notebook keep theirs. A lesson's demonstrations cost a few seconds per notebook; there are 60-odd packs.
-BARE = "instructor-without-demos"
-WORKERS = 2  # two course copies graded side by side (one gradebook each)
+# tests run): a demonstration scores nothing, and no test reads what one leaves, as every alternatives pack shows
+# (its other cells are the instructor's, and it gets every point without them). The instructor's and the blank
+# notebook keep theirs. A lesson's demonstrations cost a few seconds per notebook, and there are 60-odd packs.
+WORKERS = 2  # notebooks graded side by side by one `handwritten grade`
 
 
-def run_grade(course: Course, source: Path, out: Path) -> dict[str, dict]:
+def run_grade(course: Course, source: Path, out: Path, *args: str) -> dict[str, dict]:
     done = subprocess.run([sys.executable, "-m", "handwritten.cli", "--course", str(course.root), "grade",
-                           str(source), "--out", str(out)], capture_output=True, text=True, timeout=1800)
+                           str(source), "--out", str(out), *args], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out, newline="") as f:
         return {row["student"]: row for row in csv.DictReader(f)}
@@ -72,36 +70,20 @@ def errors_by_test(nb) -> dict[str, list[str]]:
 
 
 def grade_every_case(base: Path, lesson: str) -> dict:
-    """Every case of one lesson, graded once in packs, split over WORKERS course copies."""
-    courses = [Course(copy_course(base / f"course{i}")) for i in range(WORKERS)]
-    cases = write_submissions(courses[0], lesson, base / "all", packed=True)
-    for student, group in cases.items():  # the packs without the lesson's demonstrations: see PACKS_WITHOUT_DEMOS
+    """Every case of one lesson, graded once in packs, by one `handwritten grade` with WORKERS workers."""
+    course = Course(copy_course(base / "course"))
+    cases = write_submissions(course, lesson, base / "all", packed=True)
+    for student, group in cases.items():  # the packs without the lesson's demonstrations: see the note at the top
         if group:
             path = base / "all" / student / f"{lesson}.ipynb"
             nbformat.write(without_demos(nbformat.read(path, as_version=4)), path)
-    path = base / "all" / BARE / f"{lesson}.ipynb"
-    path.parent.mkdir()
-    nbformat.write(without_demos(nbformat.read(base / "all" / "instructor" / path.name, as_version=4)), path)
-    cases[BARE] = []
+    rows = run_grade(course, base / "all", base / "grades.csv", "--workers", str(WORKERS))
     students = sorted(cases)
-    shares = []
-    for i in range(WORKERS):
-        share = base / f"share{i}"
-        for student in students[i::WORKERS]:
-            (share / student).mkdir(parents=True)
-            src = base / "all" / student / f"{lesson}.ipynb"
-            (share / student / src.name).write_bytes(src.read_bytes())
-        shares.append(share)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        parts = list(pool.map(lambda i: run_grade(courses[i], shares[i], base / f"grades{i}.csv"), range(WORKERS)))
-    rows, where = {}, {}
-    for i, part in enumerate(parts):
-        rows.update(part)
-        where.update({student: courses[i] for student in part})
     assert sorted(rows) == students
+    where = {student: course for student in students}
     packs = {f"{case.kind}-{case.name}": student for student, group in cases.items() for case in group}
     return {"rows": rows, "cases": cases, "packs": packs, "course": where, "base": base,
-            "tests": graded_tests(courses[0], lesson)}
+            "tests": graded_tests(course, lesson)}
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +106,6 @@ def test_instructor_gets_every_point(graded, lesson):
     assert (row["status"], row["notes"]) == ("graded", "")
     assert float(row["score"]) == float(row["max_score"]) == sum(run["tests"].values()) > 0
     assert float(row["manual_points_to_grade"]) > 0  # the questionnaire waits for a human
-
-
-@pytest.mark.parametrize("lesson", LESSONS)
-def test_instructor_gets_every_point_without_demonstrations(graded, lesson):
-    row = graded(lesson)["rows"][BARE]
-    assert (row["status"], row["notes"], row["score"]) == ("graded", "", row["max_score"]), row
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -199,7 +175,7 @@ def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
     all_dir = run["base"] / "all"
     flipped = next(c for c in load_cases(course, CONV) if c.name == "flipped-kernel")
     archive = tmp_path / "submissions.zip"
-    duplicated = submission(course, CONV)
+    duplicated = without_demos(submission(course, CONV))  # (no test reads a demonstration: see the top)
     test_cell = next(c for c in duplicated.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
     duplicated.cells.insert(duplicated.cells.index(test_cell), nbformat.from_dict(
         {**test_cell, "id": "split-copy", "source": "# the top half of a split cell\n"}))
@@ -209,14 +185,15 @@ def test_lms_zip_regrading_and_broken_submissions(graded, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(all_dir / "blank" / f"{CONV}.ipynb", f"alice_123_455_{CONV}.ipynb")  # superseded
         zf.write(all_dir / "instructor" / f"{CONV}.ipynb", f"alice_123_456_{CONV}-1.ipynb")
-        zf.writestr(f"bob_LATE_124_457_{CONV}.ipynb", nbformat.writes(submission(course, CONV, flipped.cells)))
+        zf.writestr(f"bob_LATE_124_457_{CONV}.ipynb",
+                    nbformat.writes(without_demos(submission(course, CONV, flipped.cells))))
         zf.writestr(f"carol_125_458_{CONV}.ipynb", "{ this is not json")
         zf.writestr(f"dave_126_459_{CONV}.ipynb", nbformat.writes(duplicated))
         zf.writestr(f"erin_127_460_{CONV}.ipynb", nbformat.writes(dying))
         zf.writestr("frank_128_461_notes.txt", "not a notebook")
         zf.writestr("frank_128_462_homework.ipynb", "{}")               # not named after a lesson
         zf.write(all_dir / "instructor" / f"{CONV}.ipynb", "grace_129_463_Untitled.ipynb")  # ...but its cells are
-    rows = run_grade(course, archive, tmp_path / "grades.csv")
+    rows = run_grade(course, archive, tmp_path / "grades.csv", "--workers", str(WORKERS))
     assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin", "grace"]
     assert rows["grace"]["score"] == before_score(run)
     assert rows["grace"]["status"] == "graded"
