@@ -28,7 +28,7 @@ from handwritten.grading.sandbox import bwrap_problem, pids_problem
 from conftest import copy_course, without_demos
 
 CONV = "04-convolutions-by-hand"
-TIMEOUT = 30  # seconds per cell in this batch: the infinite loop and the sleep each cost this much
+TIMEOUT = 20  # seconds per cell in this batch: the infinite loop and the sleep each cost this much
 CORR2D_TESTS = {"corr2d_test", "corr2d_hidden"}
 WRONG = "def corr2d(X, K):\n    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n"
 SCRATCH = {"autograded", "submitted", "feedback", "gradebook.db", "gradebook.db-journal", "grades.csv",
