@@ -16,7 +16,7 @@ DEMO_ARGS ?=
 TEST_WORKERS ?= auto
 TEST_ARGS ?=
 
-.PHONY: help setup lab test release grade bench lint browser sandbox postgres demo
+.PHONY: help setup lab test release grade bench lint browser sandbox postgres demo class
 
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -57,6 +57,15 @@ grade: setup  ## grade a class: make grade SUBMISSIONS=path/to/folder-or.zip [GR
 
 demo: setup  ## the instructor demo in Voilà, pretrained, no training [DEMO_ARGS="--port 8866 --no-browser"]
 	$(RUN) handwritten demo $(DEMO_ARGS)
+
+CLASS_ARGS ?=
+CHP := $(CURDIR)/.tools/chp/node_modules/.bin/configurable-http-proxy
+$(CHP):
+	@command -v npm >/dev/null 2>&1 || { echo "make class needs Node.js >= 20 and npm (Debian: apt-get install nodejs npm)"; exit 2; }
+	npm install --silent --prefix .tools/chp configurable-http-proxy@5
+
+class: setup $(CHP)  ## a JupyterHub for a class on this machine, as root [CLASS_ARGS="--students 20 --port 8000"]
+	HANDWRITTEN_CHP=$(CHP) $(RUN) handwritten class $(CLASS_ARGS)
 
 bench: setup  ## measure notebook, grading and operator speed (benchmarks/results/latest.json)
 	$(RUN) python benchmarks/run.py

@@ -7,6 +7,7 @@
     handwritten data [--mode full] [--drop-archives]   get MNIST ready (Binder's postBuild uses it)
     handwritten doctor                            check this environment
     handwritten demo [--port N] [--no-browser]    the instructor demo in Voilà (pretrained network, no training)
+    handwritten class [--students N] [--port N]   a JupyterHub for a class on this machine (as root)
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ def cmd_demo(args) -> int:
     return 0  # not reached
 
 
+def cmd_class(args) -> int:
+    from . import classroom
+
+    return classroom.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handwritten", description=__doc__.split("\n")[0])
     parser.add_argument("--course", help="the course folder (default: the one containing the current directory)")
@@ -181,12 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.set_defaults(run=cmd_demo)
 
+    p = sub.add_parser("class", help="a JupyterHub for a class on this machine: accounts, exchange, formgrader")
+    p.add_argument("--students", type=_positive, default=2, help="how many student accounts (default: 2)")
+    p.add_argument("--dir", default="/srv/handwritten", help="the class folder (default: /srv/handwritten)")
+    p.add_argument("--course-id", default="handwritten", help="nbgrader's course id (default: handwritten)")
+    p.add_argument("--prefix", default="hw-", help="the accounts' prefix: hw-instructor, hw-student1, hw-grader")
+    p.add_argument("--password", help="one password for every account (default: a random one each, kept in "
+                   "<dir>/accounts.json)")
+    p.add_argument("--ip", default="127.0.0.1", help="the address to serve on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_positive, default=8000, help="the hub's port (default: 8000)")
+    p.add_argument("--formgrader-port", type=_positive, default=9999, help="the formgrader's local port")
+    p.add_argument("--reset", action="store_true", help="copy the course into the class folder again")
+    p.set_defaults(run=cmd_class)
+
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
+    if args.command in ("demo", "class"):
         return args.run(args)  # at once: the grading pipeline's imports would add seconds to the demo's start
     from .grading import CourseError
 
