@@ -73,7 +73,7 @@ c.JupyterHub.services = [{
     "command": [str(BIN / "python"), "-m", "jupyterhub.singleuser"],
     "user": GRADER,
     "cwd": str(COURSE_DIR),
-    "environment": {"JUPYTERHUB_DEFAULT_URL": "/lab", "JUPYTER_CONFIG_PATH": str(JUPYTER / "instructor"),
+    "environment": {"JUPYTERHUB_DEFAULT_URL": "/lab", "JUPYTER_CONFIG_PATH": str(JUPYTER / "formgrader"),
                     "HOME": str(COURSE_DIR)},
     "oauth_no_confirm": True,
 }]
@@ -105,12 +105,18 @@ _write(JUPYTER / "student" / "labconfig" / "page_config.json",
 _write(JUPYTER / "student" / "jupyter_server_config.json",
        '{"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": false,'
        ' "nbgrader.server_extensions.course_list": false}}}\n')
-# Instructors and the formgrader service: everything, and a content-security policy that lets the formgrader
-# show in JupyterLab's frame (JupyterHub >= 4.1 sends frame-ancestors 'none': nbgrader #1870, #1919).
-_write(JUPYTER / "instructor" / "nbgrader_config.py", NBGRADER)
-_write(JUPYTER / "instructor" / "jupyter_server_config.py",
-       "c = get_config()\n"
+# The formgrader service: everything, and a content-security policy that lets the formgrader show in
+# JupyterLab's frame (JupyterHub >= 4.1 sends frame-ancestors 'none': nbgrader #1870, #1919).
+CSP = ("c = get_config()\n"
        "c.ServerApp.tornado_settings = {'headers': {'Content-Security-Policy': \"frame-ancestors 'self'\"}}\n")
+_write(JUPYTER / "formgrader" / "nbgrader_config.py", NBGRADER)
+_write(JUPYTER / "formgrader" / "jupyter_server_config.py", CSP)
+# Instructors' own servers: Create Assignment, Validate, Assignments and the course list, which links to the
+# formgrader service; no second formgrader of their own (it would grade an empty course in their home).
+_write(JUPYTER / "instructor" / "nbgrader_config.py", NBGRADER)
+_write(JUPYTER / "instructor" / "jupyter_server_config.py", CSP)
+_write(JUPYTER / "instructor" / "jupyter_server_config.json",
+       '{"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": false}}}\n')
 
 
 def pre_spawn_hook(spawner):

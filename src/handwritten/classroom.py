@@ -9,6 +9,7 @@ proxy, the formgrader and every user's server. Needs root (accounts, servers run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -79,7 +80,8 @@ def user_env(class_dir: Path, user: str) -> Path:
 
     This environment's interpreter often lives in a folder only its owner can enter (pyenv or uv under /root
     or a home folder). Then: a venv of the system's Python of the same minor version, which loads this
-    environment's site-packages (and its .pth files: the editable course package)."""
+    environment's site-packages (and its .pth files: the editable course package), and its Jupyter config
+    and data (etc/, share/)."""
     here = Path(sys.executable).parent
     if runs_as(user, str(here / "python")):
         return here
@@ -97,6 +99,11 @@ def user_env(class_dir: Path, user: str) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     (env / "lib" / version / "site-packages" / "handwritten-class.pth").write_text(
         f"import site; site.addsitedir({str(site)!r})\n")
+    for name in ("etc", "share"):  # Jupyter's config (the enabled server extensions) and data (lab extensions)
+        link = env / name
+        if not link.is_symlink():
+            shutil.rmtree(link, ignore_errors=True)
+            link.symlink_to(Path(sys.prefix) / name)
     if not runs_as(user, str(env / "bin" / "python")):
         raise SystemExit(f"handwritten class: {user} cannot read {site}: make it readable by every user.")
     return env / "bin"
@@ -121,6 +128,10 @@ def main(args) -> int:
               file=sys.stderr)
         return 2
     started = time.monotonic()
+    # Ctrl-C (and a TERM) stop the class: also when started from a shell that ignores SIGINT (a background job),
+    # whose children would inherit that and never stop on the hub's SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from .files import find_up
 
     root = Path(args.course).resolve() if args.course else find_up(Path.cwd().resolve(), CONFIG)
@@ -165,7 +176,7 @@ def main(args) -> int:
     if not wait_for(url + "hub/health", 60, hub):
         print(f"handwritten class: the hub did not start (log: {class_dir / 'hub' / 'jupyterhub.log'})",
               file=sys.stderr)
-        _stop(hub)
+        _stop(hub, class_dir, [instructor, *students, grader])
         return 1
     print(f"\nThe class's hub is up at {url} ({time.monotonic() - started:.1f} s)\n"
           f"  instructor  {instructor:<16} password {accounts[instructor]}   (formgrader: {url}services/{course_id}/)\n"
@@ -178,19 +189,33 @@ def main(args) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop(hub)
+        print("handwritten class: stopping the hub, the formgrader and the users' servers", flush=True)
+        _stop(hub, class_dir, [instructor, *students, grader])
 
 
-def _stop(hub: subprocess.Popen) -> None:
-    """Stop the hub; it stops the proxy, the formgrader and the users' servers (cleanup_servers, cleanup_proxy),
-    then anything left of its process group."""
+def _stop(hub: subprocess.Popen, class_dir: Path, users: list[str]) -> None:
+    """Stop the hub; it stops the proxy, the formgrader and the users' servers (cleanup_servers, cleanup_proxy).
+    If it has not within 30 s: the hub, its proxy (by its pid file) and what the class's accounts still run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave processes behind
     if hub.poll() is None:
         hub.send_signal(signal.SIGTERM)
         try:
             hub.wait(30)
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(hub.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    pids = [hub.pid]
+    with contextlib.suppress(OSError, ValueError):
+        proxy = int((class_dir / "hub" / "jupyterhub-proxy.pid").read_text())
+        if b"configurable-http-proxy" in Path(f"/proc/{proxy}/cmdline").read_bytes():
+            pids.append(proxy)
+    uids = set()
+    for name in users:
+        with contextlib.suppress(KeyError):
+            uids.add(pwd.getpwnam(name).pw_uid)
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid in uids:
+                pids.append(int(entry.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
