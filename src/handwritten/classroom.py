@@ -30,6 +30,9 @@ def ensure_user(name: str) -> None:
         pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    # a home only its owner can read: fetched assignments and returned feedback live there (Debian's useradd
+    # makes homes world-readable)
+    Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
 
 
 def set_password(name: str, password: str) -> None:

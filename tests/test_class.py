@@ -1,0 +1,270 @@
+"""`handwritten class` (`make class`): a JupyterHub for a class, and one loop through it in a real browser.
+
+The instructor releases lesson 04; two students log in (two browser contexts), fetch it and submit it (one the
+instructor's answers, one with a flipped kernel); the instructor collects; `handwritten grade` grades the
+collected submissions; feedback is returned; each student fetches and sees their own feedback, and can read
+neither the other's submission nor their feedback (through the hub, and as their Unix user through the exchange
+and the homes). Needs root (real Unix accounts), Debian's Chromium and configurable-http-proxy (`make class`
+installs it into .tools/chp). Screenshots go to tests/artifacts/class/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+from test_lab import CHROMIUM_FLAGS, free_port
+
+LESSON = "04-convolutions-by-hand"
+COURSE_ID = "handwritten"
+PREFIX = "hwtest-"
+PASSWORD = "handwritten-class-test"
+INSTRUCTOR, GRADER = f"{PREFIX}instructor", f"{PREFIX}grader"
+STUDENTS = [f"{PREFIX}student1", f"{PREFIX}student2"]
+ARTIFACTS = ROOT / "tests" / "artifacts" / "class"
+CHP = ROOT / ".tools" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def _chp() -> str | None:
+    return os.environ.get("HANDWRITTEN_CHP") or shutil.which("configurable-http-proxy") or (
+        str(CHP) if CHP.exists() else None)
+
+
+class Hub:
+    def __init__(self, url: str, folder: Path, ready_s: float):
+        self.url, self.folder, self.ready_s = url, folder, ready_s
+        self.course = folder / "course"
+        self.exchange = folder / "exchange" / COURSE_ID
+        env_python = folder / "env" / "bin" / "python"
+        self.python = str(env_python if env_python.exists() else Path(sys.executable))
+
+    def as_user(self, user: str, *command: str, check: bool = True, cwd: Path | None = None):
+        result = subprocess.run(["runuser", "-u", user, "--", *command], cwd=cwd or self.course,
+                                capture_output=True, text=True)
+        if check and result.returncode:
+            raise AssertionError(f"{user}: {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def nbgrader(self, *args: str):
+        """An nbgrader command as the grader, in the course folder (what the formgrader's buttons run)."""
+        return self.as_user(GRADER, self.python, "-m", "nbgrader", *args)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    if os.geteuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
+        pytest.skip("handwritten class creates Unix accounts: run the test as root")
+    if not _chp():
+        pytest.skip("configurable-http-proxy not installed: `make class` installs it (npm)")
+    folder = Path(tempfile.mkdtemp(prefix="handwritten-class-", dir="/tmp"))
+    folder.chmod(0o755)  # every account's server reads its Jupyter config from here
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "handwritten.cli", "class", "--dir", str(folder), "--prefix", PREFIX,
+         "--password", PASSWORD, "--port", str(port), "--formgrader-port", str(free_port())],
+        cwd=ROOT, env=dict(os.environ, HANDWRITTEN_CHP=_chp()), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    output = []
+    try:
+        for line in process.stdout:
+            output.append(line)
+            if "is up at" in line:
+                break
+        else:
+            raise AssertionError("handwritten class did not start:\n" + "".join(output)
+                                 + _tail(folder / "hub" / "jupyterhub.log"))
+        ready = time.monotonic() - started
+        print(f"\nhandwritten class: a usable hub after {ready:.1f} s")
+        yield Hub(f"http://127.0.0.1:{port}/", folder, ready)
+    finally:
+        stopping = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        print(f"handwritten class: stopped {time.monotonic() - stopping:.1f} s after Ctrl-C")
+        left = _processes_of([INSTRUCTOR, GRADER, *STUDENTS])
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not left, f"still running after Ctrl-C: {left}"
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def _processes_of(users: list[str]) -> list[str]:
+    import pwd
+
+    uids = {pwd.getpwnam(u).pw_uid for u in users}
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid in uids:
+                found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes().replace(b'\0', b' ')[:120]!r}")
+    return found
+
+
+def submissions(course: Path) -> tuple[dict, dict]:
+    """The instructor's answers, and the same with a flipped kernel in corr2d (a mutant of cases.toml)."""
+    from handwritten.grading import Course
+    from handwritten.grading.cases import load_cases, submission
+
+    course = Course(ROOT)
+    flipped = next(case for case in load_cases(course, LESSON) if case.name == "flipped-kernel")
+    return submission(course, LESSON), submission(course, LESSON, flipped.cells)
+
+
+def login(browser, hub: Hub, user: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(hub.url + "hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(f"/user/{user}/lab"), timeout=90_000)
+    page.locator(".jp-LabShell").wait_for(timeout=60_000)
+    return page
+
+
+def api(page, hub: Hub, user: str, method: str, path: str, **kwargs):
+    """A request from the user's browser session to their own server (its cookies, its XSRF token)."""
+    xsrf = next((c["value"] for c in page.context.cookies() if c["name"] == "_xsrf"
+                 and c.get("path", "/").startswith(f"/user/{user}")), None)
+    xsrf = xsrf or next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
+    response = page.request.fetch(hub.url + f"user/{user}/" + path.lstrip("/"), method=method,
+                                  headers={"X-XSRFToken": xsrf}, **kwargs)
+    return response
+
+
+def assignments_action(page, hub: Hub, user: str, action: str) -> dict:
+    """What the Assignments panel's Fetch / Submit / Fetch Feedback buttons post."""
+    response = api(page, hub, user, "POST", f"assignments/{action}",
+                   form={"course_id": COURSE_ID, "assignment_id": LESSON})
+    assert response.ok, f"{user} {action}: {response.status} {response.text()[:500]}"
+    answer = response.json()
+    assert answer.get("success"), f"{user} {action}: {answer}"
+    return answer
+
+
+def open_assignments_panel(page):
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Assignments").click()
+    page.get_by_text("Released assignments").first.wait_for(timeout=30_000)
+
+
+def test_a_class_round_trip_in_chromium(hub: Hub):
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed: `make browser`")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    loop_started = time.monotonic()
+    timings = {}
+
+    def mark(what: str):
+        timings[what] = round(time.monotonic() - loop_started, 1)
+
+    right, wrong = submissions(hub.course)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            # -- the instructor releases lesson 04 and sees the formgrader (a hub service, in its own page)
+            teacher = login(browser, hub, INSTRUCTOR)
+            hub.nbgrader("release_assignment", LESSON)
+            teacher.goto(hub.url + f"services/{COURSE_ID}/formgrader")
+            expect(teacher.get_by_text("Manage Assignments").first).to_be_visible(timeout=30_000)
+            teacher.screenshot(path=str(ARTIFACTS / "01-instructor-formgrader.png"))
+            mark("released")
+
+            # -- two students log in, see lesson 04 under Assignments, fetch it and submit
+            pages = {}
+            for user, notebook in zip(STUDENTS, (right, wrong)):
+                page = pages[user] = login(browser, hub, user)
+                # no instructor tools: no Formgrader or Create Assignment, and the formgrader service refuses them
+                assert api(page, hub, user, "GET", "formgrader").status == 404
+                service = page.request.get(hub.url + f"services/{COURSE_ID}/formgrader")
+                assert service.status == 403 or "nbgrader formgrade" not in service.text()
+                open_assignments_panel(page)
+                expect(page.get_by_text(LESSON).first).to_be_visible(timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / f"02-{user}-assignments.png"))
+                assignments_action(page, hub, user, "fetch")
+                saved = api(page, hub, user, "PUT", f"api/contents/{LESSON}/{LESSON}.ipynb",
+                            data=json.dumps({"type": "notebook", "format": "json", "content": notebook}))
+                assert saved.ok, saved.text()
+                assignments_action(page, hub, user, "submit")
+            mark("submitted")
+
+            # -- a student cannot read the other's work: through the hub, or through the exchange as a Unix user
+            other_page = pages[STUDENTS[1]]
+            foreign = other_page.request.get(hub.url + f"user/{STUDENTS[0]}/api/contents/{LESSON}")
+            assert foreign.status in (403, 404) or LESSON not in foreign.text(), foreign.status
+            inbound = hub.exchange / "inbound"
+            first = next(d for d in inbound.iterdir() if d.name.startswith(STUDENTS[0] + "+"))
+            for command in (["ls", str(inbound)], ["ls", str(first)], ["cat", str(first / f"{LESSON}.ipynb")],
+                            ["ls", f"/home/{STUDENTS[0]}"]):
+                refused = hub.as_user(STUDENTS[1], *command, check=False)
+                assert refused.returncode != 0, f"{STUDENTS[1]} could run {command}:\n{refused.stdout[:300]}"
+
+            # -- the instructor collects; `handwritten grade` grades; feedback goes back
+            hub.nbgrader("collect", LESSON)
+            mark("collected")
+            out = hub.folder / "grades.csv"
+            graded = subprocess.run(
+                [sys.executable, "-m", "handwritten.cli", "--course", str(hub.course), "grade",
+                 str(hub.course / "autograders" / "submitted"), "--lesson", LESSON, "--workers", "2",
+                 "--out", str(out)], cwd=hub.course, capture_output=True, text=True, timeout=400)
+            assert graded.returncode == 0, graded.stdout + graded.stderr
+            mark("graded")
+            rows = {row["student"]: row for row in csv.DictReader(out.open())}
+            scores = {s: (float(rows[s]["score"]), float(rows[s]["max_score"])) for s in STUDENTS}
+            assert scores[STUDENTS[0]][0] == scores[STUDENTS[0]][1] > 0, scores
+            assert scores[STUDENTS[1]][0] < scores[STUDENTS[1]][1], scores
+            subprocess.run(["chown", "-R", f"{GRADER}:{GRADER}", str(hub.course)], check=True)
+            hub.nbgrader("release_feedback", LESSON)
+            mark("feedback returned")
+
+            # -- each student fetches and reads their own feedback, and cannot list or read the other's
+            for user in STUDENTS:
+                page = pages[user]
+                assignments_action(page, hub, user, "fetch_feedback")
+                listing = api(page, hub, user, "GET", f"api/contents/{LESSON}/feedback").json()
+                stamp = listing["content"][0]["name"]
+                page.goto(hub.url + f"user/{user}/files/{LESSON}/feedback/{stamp}/{LESSON}.html")
+                score, total = scores[user]
+                expect(page.locator("body")).to_contain_text(f"{score:g}", timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / f"03-{user}-feedback.png"), full_page=False)
+            mark("feedback seen")
+            feedback = hub.exchange / "feedback"
+            refused = hub.as_user(STUDENTS[1], "ls", str(feedback), check=False)
+            assert refused.returncode != 0, f"{STUDENTS[1]} can list the returned feedback: {refused.stdout}"
+            mine = {p.name for p in (Path(f"/home/{STUDENTS[1]}") / LESSON / "feedback").rglob("*.html")}
+            assert mine == {f"{LESSON}.html"}
+        finally:
+            browser.close()
+    total = time.monotonic() - loop_started
+    print(f"class loop: {total:.1f} s ({timings}); hub ready in {hub.ready_s:.1f} s")
+    (ARTIFACTS / "timings.json").write_text(json.dumps({"hub_ready_s": round(hub.ready_s, 1),
+                                                       "loop_s": round(total, 1), "marks": timings}, indent=2))
