@@ -122,7 +122,8 @@ def _processes_of(users: list[str]) -> list[str]:
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if entry.name.isdigit() and entry.stat().st_uid in uids:
-                found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes().replace(b'\0', b' ')[:120]!r}")
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")[:120]
+                found.append(f"{entry.name}: {command!r}")
     return found
 
 
@@ -170,7 +171,7 @@ def assignments_action(page, hub: Hub, user: str, action: str) -> dict:
 
 def open_assignments_panel(page):
     page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
-    page.locator(".lm-Menu-itemLabel", has_text="Assignments").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
     page.get_by_text("Released assignments").first.wait_for(timeout=30_000)
 
 

@@ -94,6 +94,9 @@ NBGRADER = f"""c = get_config()
 c.CourseDirectory.course_id = {COURSE!r}
 c.Exchange.root = {str(EXCHANGE)!r}
 c.Execute.timeout = 300  # Validate re-runs the notebook; the default 30 s per cell is too short for training
+# nbgrader leaves a submission world-readable, hidden only by its folder's random name; this one is readable
+# by its student and the instructor's group only (src/handwritten/exchange.py)
+c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"
 """
 # Students: Assignments (fetch, validate, submit, feedback) and Validate; no Create Assignment, no Formgrader,
 # no course list, on the page or on the server.

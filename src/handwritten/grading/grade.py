@@ -35,7 +35,7 @@ from .cases import graded_tests
 from .cells import grade_ids, nbgrader_meta, read_cells
 from .collect import Submission, collect
 from .course import Course, CourseError
-from .intake import Refused, load_notebook, normalise
+from .intake import Refused, load_notebook, normalise, read_bytes
 from .integrity import scan
 from .outputs import cut_note, read_cuts
 from .records import Result
@@ -102,13 +102,25 @@ def wrong_lesson(course: Course, assignment: str, notebook: dict, released: dict
     return f"no cell of this notebook belongs to {assignment} (not the released notebook, or its cells were rebuilt)"
 
 
+# What nbgrader's exchange puts beside a submitted notebook (`nbgrader collect`): when it was submitted (late
+# penalties) and the secret that names its returned feedback (`nbgrader release_feedback` needs both).
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")
+
+
 def place(course: Course, submission: Submission, notebook: dict) -> Path:
-    """Write a submission where nbgrader looks for it (the original file is never touched)."""
+    """Write a submission where nbgrader looks for it (the original file is never touched), with the exchange's
+    files that came with it."""
     target = course.notebook("submitted", submission.assignment, submission.student)
+    kept = {}
+    for name in EXCHANGE_FILES:
+        with contextlib.suppress(Refused, OSError):
+            kept[name] = read_bytes(Path(submission.path).parent / name, limit=4096)
     if target.parent.exists():
         shutil.rmtree(target.parent)
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for name, data in kept.items():
+        (target.parent / name).write_bytes(data)
     return target
 
 

@@ -1,0 +1,33 @@
+"""nbgrader's filesystem exchange, with submissions that other students cannot read.
+
+nbgrader's own submit leaves ``inbound/<student>+<lesson>+<time>+<random>/`` and its files world-readable and
+relies on the folder's name (a timestamp and 12 random characters) staying secret: ``inbound/`` cannot be
+listed. Here the submission is readable by its student and by the course's group only. ``inbound/`` is made by
+the instructor's ``release_assignment`` with the set-group-id bit, so everything submitted into it belongs to
+the instructor's group: ``collect``, which runs as the instructor, reads it through that group.
+The class's hub selects it with ``c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from nbgrader.exchange.default.submit import ExchangeSubmit
+
+
+class PrivateSubmit(ExchangeSubmit):
+    def copy_files(self):
+        super().copy_files()
+        inbound = os.stat(self.inbound_path)
+        if not inbound.st_mode & stat.S_ISGID or inbound.st_gid == os.getgid():
+            self.log.warning("%s is not set-group-id to the instructor's group: the submission stays readable by "
+                             "everyone who knows its name", self.inbound_path)
+            return
+        dest = os.path.join(self.inbound_path, self.assignment_filename)
+        # Folders only: they were made in the set-group-id inbound/, so they belong to the instructor's group
+        # (files written after copying may not: the copy's chmod clears the bit). Others cannot enter them.
+        for folder, _, _ in os.walk(dest):
+            if os.stat(folder).st_gid == inbound.st_gid:
+                # the top one group-writable, as nbgrader's (world-writable) one, so that the instructor can delete it
+                os.chmod(folder, 0o770 if folder == dest else 0o750)
