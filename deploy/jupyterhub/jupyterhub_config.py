@@ -48,6 +48,9 @@ c.PAMAuthenticator.open_sessions = False  # no systemd/logind session needed
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [str(BIN / "python"), "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
+# the environment's commands first (nbgrader runs `alembic` by name; kernels run `python`)
+PATH = f"{BIN}:/usr/local/bin:/usr/bin:/bin"
+c.Spawner.environment = {"PATH": PATH}
 c.Spawner.notebook_dir = "~"
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
@@ -73,7 +76,7 @@ c.JupyterHub.services = [{
     "command": [str(BIN / "python"), "-m", "jupyterhub.singleuser"],
     "user": GRADER,
     "cwd": str(COURSE_DIR),
-    "environment": {"JUPYTERHUB_DEFAULT_URL": "/lab", "JUPYTER_CONFIG_PATH": str(JUPYTER / "formgrader"),
+    "environment": {"JUPYTERHUB_DEFAULT_URL": "/lab", "PATH": PATH, "JUPYTER_CONFIG_PATH": str(JUPYTER / "formgrader"),
                     "HOME": str(COURSE_DIR)},
     "oauth_no_confirm": True,
 }]

@@ -102,6 +102,15 @@ def user_env(class_dir: Path, user: str) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     (env / "lib" / version / "site-packages" / "handwritten-class.pth").write_text(
         f"import site; site.addsitedir({str(site)!r})\n")
+    # this environment's commands (jupyter, nbgrader, alembic, which nbgrader runs by name), on the new Python
+    shebang = f"#!{env / 'bin' / 'python'}\n".encode()
+    for script in here.iterdir():
+        with contextlib.suppress(OSError):
+            if script.is_file() and not script.name.startswith(("python", "activate")):
+                head, _, rest = script.read_bytes().partition(b"\n")
+                if head.startswith(b"#!") and head.endswith((b"/python", b"/python3")):
+                    (env / "bin" / script.name).write_bytes(shebang + rest)
+                    (env / "bin" / script.name).chmod(0o755)
     for name in ("etc", "share"):  # Jupyter's config (the enabled server extensions) and data (lab extensions)
         link = env / name
         if not link.is_symlink():
