@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from test_lab import CHROMIUM_FLAGS, free_port
 
 from conftest import ROOT
-from test_lab import CHROMIUM_FLAGS, free_port
 
 LESSON = "04-convolutions-by-hand"
 COURSE_ID = "handwritten"
@@ -185,8 +184,16 @@ def assignments_action(page, hub: Hub, user: str, action: str) -> dict:
 
 
 def open_assignments_panel(page):
+    """Nbgrader → Assignment List; a student's menu has no Formgrader or Course List, and no Create Assignment."""
+    from playwright.sync_api import expect
+
     page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
-    page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+    menu = page.locator(".lm-Menu-itemLabel")
+    expect(menu.filter(has_text="Assignment List")).to_have_count(1)
+    for hidden in ("Formgrader", "Course List"):
+        expect(menu.filter(has_text=hidden)).to_have_count(0)
+    expect(page.get_by_text("Create Assignment")).to_have_count(0)
+    menu.filter(has_text="Assignment List").click()
     page.get_by_text("Released assignments").first.wait_for(timeout=30_000)
 
 

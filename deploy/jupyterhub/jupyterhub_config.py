@@ -8,6 +8,7 @@
 # (solutions/, lessons/, autograders/nbgrader_config.py) to COURSE_DIR owned by GRADER, and start the hub as root.
 # It needs jupyterhub, nbgrader and the course's environment on the hub machine, and configurable-http-proxy
 # (npm) on the PATH.
+import json
 import os
 import sys
 from pathlib import Path
@@ -106,8 +107,8 @@ c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"
 HIDDEN = ["@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list"]
 _write(JUPYTER / "student" / "nbgrader_config.py", NBGRADER)
 _write(JUPYTER / "student" / "labconfig" / "page_config.json",
-       '{"disabledExtensions": {%s}, "lockedExtensions": {%s}}\n'
-       % (", ".join(f'"{x}": true' for x in HIDDEN), ", ".join(f'"{x}": true' for x in HIDDEN)))
+       json.dumps({"disabledExtensions": dict.fromkeys(HIDDEN, True), "lockedExtensions": dict.fromkeys(HIDDEN, True)})
+       + "\n")
 _write(JUPYTER / "student" / "jupyter_server_config.json",
        '{"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": false,'
        ' "nbgrader.server_extensions.course_list": false}}}\n')

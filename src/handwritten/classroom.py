@@ -41,7 +41,7 @@ def set_password(name: str, password: str) -> None:
 
 def chown_tree(path: Path, user: str) -> None:
     entry = pwd.getpwnam(user)
-    for folder, dirs, files in os.walk(path):
+    for folder, _, files in os.walk(path):
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         for name in files:
             os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
