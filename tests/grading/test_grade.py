@@ -135,3 +135,22 @@ def test_grading_starts_without_compiling_rfc3987s_grammar():
             "print(sys.modules.get('rfc3987_syntax', 'never imported'), 'lark' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["None", "False"], done.stdout + done.stderr
+
+
+def test_placing_a_collected_submission_keeps_the_exchanges_files(course, tmp_path):
+    """`nbgrader collect` puts timestamp.txt (late penalties) and submission_secret.txt (the name of the
+    returned feedback) beside the notebook; grading the collected folder in place must keep them, and must not
+    follow a link in their place."""
+    from handwritten.grading.grade import place
+
+    folder = course.path("submitted") / "alice" / "04-convolutions-by-hand"
+    folder.mkdir(parents=True)
+    notebook = folder / "04-convolutions-by-hand.ipynb"
+    notebook.write_text("{}")
+    (folder / "timestamp.txt").write_text("2026-12-06 15:43:36.871353 UTC")
+    (tmp_path / "secret-elsewhere").write_text("not the student's")
+    (folder / "submission_secret.txt").symlink_to(tmp_path / "secret-elsewhere")
+    target = place(course, Submission("alice", "04-convolutions-by-hand", notebook), {"cells": []})
+    assert (target.parent / "timestamp.txt").read_text() == "2026-12-06 15:43:36.871353 UTC"
+    assert not (target.parent / "submission_secret.txt").exists()
+    assert json.loads(target.read_text()) == {"cells": []}
