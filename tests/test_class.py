@@ -37,8 +37,6 @@ STUDENTS = [f"{PREFIX}student1", f"{PREFIX}student2"]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "class"
 CHP = ROOT / ".tools" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
 
 def _chp() -> str | None:
     return os.environ.get("HANDWRITTEN_CHP") or shutil.which("configurable-http-proxy") or (
@@ -141,6 +139,31 @@ def _processes_of(users: list[str]) -> list[str]:
     return found
 
 
+def test_the_hub_config_reads_as_documented(tmp_path, monkeypatch):
+    """Without root: the one config file loads, and says what the class relies on."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("HANDWRITTEN_CLASS_DIR", str(tmp_path))
+    monkeypatch.setenv("HANDWRITTEN_STUDENTS", "s1 s2")
+    config_file = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
+    c = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    assert c.JupyterHub.authenticator_class == "pam" and c.JupyterHub.spawner_class == "localprocess"
+    assert c.Authenticator.allowed_users == {"s1", "s2", "hw-instructor"}
+    (service,) = c.JupyterHub.services
+    assert service["name"] == COURSE_ID and service["user"] == "hw-grader"
+    (role,) = c.JupyterHub.load_roles
+    assert role["users"] == ["hw-instructor"] and f"read:services!service={COURSE_ID}" in role["scopes"]
+    assert set(role["scopes"]) <= set(c.Spawner.server_token_scopes)
+    student = tmp_path / "jupyter" / "student"
+    page = json.loads((student / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"]["@jupyter/nbgrader:formgrader"] is True
+    server = json.loads((student / "jupyter_server_config.json").read_text())
+    assert server["ServerApp"]["jpserver_extensions"]["nbgrader.server_extensions.formgrader"] is False
+    assert "frame-ancestors 'self'" in (tmp_path / "jupyter" / "formgrader" / "jupyter_server_config.py").read_text()
+    assert "PrivateSubmit" in (student / "nbgrader_config.py").read_text()
+    assert (tmp_path / "exchange").stat().st_mode & 0o777 == 0o777
+
+
 def submissions(course: Path) -> tuple[dict, dict]:
     """The instructor's answers, and the same with a flipped kernel in corr2d (a mutant of cases.toml)."""
     from handwritten.grading import Course
@@ -197,6 +220,8 @@ def open_assignments_panel(page):
     page.get_by_text("Released assignments").first.wait_for(timeout=30_000)
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(600)
 def test_a_class_round_trip_in_chromium(hub: Hub):
     from playwright.sync_api import expect, sync_playwright
 
