@@ -1,0 +1,187 @@
+"""Grading on a real Slurm: a one-node cluster (Debian's `slurmctld`, `slurmd` and `munge`, started here as
+plain processes, no systemd; `make slurm` installs them, `make test` does under CI) runs the array job
+`deploy/slurm-array.sh` with `sbatch`; every shard grades into one PostgreSQL gradebook (test_grading_shards'
+server), and the merged `grades.csv` is the one a single-machine run of the same class writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from handwritten.grading import Course
+from handwritten.grading.cases import load_cases, submission
+from handwritten.grading.grade import in_shard
+
+from conftest import ROOT, copy_course, without_demos
+from test_grading_shards import CONV, database, handwritten  # noqa: F401  (database: the PostgreSQL fixture)
+
+SHARDS = 2
+SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} after {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A one-node Slurm cluster in a scratch folder: munged (as the munge user, its own key and socket),
+    slurmctld and slurmd (as root, in the foreground of their processes); the environment its clients need."""
+    found = {name: shutil.which(name, path=os.environ.get("PATH", "") + ":" + SBIN) for name in DAEMONS}
+    if not all(found.values()):
+        missing = ", ".join(name for name, path in found.items() if not path)
+        if os.environ.get("CI"):
+            pytest.fail(f"Slurm is not installed ({missing} missing): `make test` installs it under CI (`make slurm`)")
+        pytest.skip(f"Slurm is not installed ({missing} missing; `make slurm` installs Debian's slurmctld, slurmd "
+                    "and munge)")
+    if os.geteuid() != 0:
+        pytest.skip("a Slurm cluster is started as root (slurmd starts every job's processes)")
+    scratch = Path(tempfile.mkdtemp(prefix="handwritten-slurm-"))  # pytest's folders are closed to other users
+    scratch.chmod(0o755)
+    munge = scratch / "munge"
+    munge.mkdir(mode=0o700)
+    key = munge / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    shutil.chown(munge, "munge", "munge")
+    shutil.chown(key, "munge", "munge")
+    for name in ("state", "spool", "log"):
+        (scratch / name).mkdir()
+    host = socket.gethostname().split(".")[0]
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    conf = scratch / "slurm.conf"
+    conf.write_text(f"""\
+ClusterName=handwritten
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={munge}/munge.socket
+CredType=cred/munge
+StateSaveLocation={scratch}/state
+SlurmdSpoolDir={scratch}/spool
+SlurmctldPidFile={scratch}/slurmctld.pid
+SlurmdPidFile={scratch}/slurmd.pid
+SlurmctldLogFile={scratch}/log/slurmctld.log
+SlurmdLogFile={scratch}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+SchedulerParameters=sched_interval=1
+NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory} State=UNKNOWN
+PartitionName=grading Nodes={host} Default=YES MaxTime=INFINITE State=UP
+""")
+    env = os.environ | {"SLURM_CONF": str(conf), "PATH": os.environ.get("PATH", "") + ":" + SBIN}
+    runuser = shutil.which("runuser", path=SBIN) or "runuser"
+    logs = open(scratch / "log" / "daemons.log", "ab")
+    daemons = []
+    try:
+        daemons.append(subprocess.Popen(
+            [runuser, "-u", "munge", "--", found["munged"], "--foreground", f"--key-file={key}",
+             f"--socket={munge}/munge.socket", f"--pid-file={munge}/munged.pid", f"--log-file={munge}/munged.log",
+             f"--seed-file={munge}/munged.seed"], stdout=logs, stderr=logs))
+        wait_for(lambda: (munge / "munge.socket").exists(), "munged did not open its socket")
+        daemons.append(subprocess.Popen([found["slurmctld"], "-D", "-i"], env=env, stdout=logs, stderr=logs))
+        daemons.append(subprocess.Popen([found["slurmd"], "-D"], env=env, stdout=logs, stderr=logs))
+
+        def idle():
+            assert all(d.poll() is None for d in daemons), (scratch / "log" / "daemons.log").read_text()
+            state = subprocess.run([found["sinfo"], "-h", "-o", "%t"], env=env, capture_output=True, text=True)
+            return state.stdout.strip() == "idle"
+
+        try:
+            wait_for(idle, "the node is not idle")
+        except (TimeoutError, AssertionError) as failure:
+            logs.flush()
+            raise AssertionError("\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in
+                                           sorted((scratch / "log").iterdir()) if p.is_file())) from failure
+        yield {"env": env, "sbatch": found["sbatch"], "logs": scratch / "log"}
+    finally:
+        for daemon in reversed(daemons):
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        logs.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, tmp_path):
+    # a small class: five lesson-04 notebooks without demonstrations, students in both shards
+    course = Course(copy_course(tmp_path / "course"))
+    mutant = next(c for c in load_cases(course, CONV) if c.kind == "mutant")
+    names = [f"student{i}" for i in range(40)]
+    chosen = [n for n in names if in_shard(n, (0, SHARDS))][:3] + [n for n in names if in_shard(n, (1, SHARDS))][:2]
+    notebooks = [without_demos(nb) for nb in (submission(course, CONV), submission(course, CONV, mutant.cells),
+                                              submission(course, CONV, blank=True), submission(course, CONV),
+                                              submission(course, CONV, mutant.cells))]
+    source = tmp_path / "submissions"
+    for name, nb in zip(chosen, notebooks):
+        (source / name).mkdir(parents=True)
+        nbformat.write(nb, source / name / f"{CONV}.ipynb")
+
+    # one machine: the same class in its own course folder and SQLite gradebook, two workers
+    alone = Course(copy_course(tmp_path / "alone"))
+    start = time.monotonic()
+    single = handwritten(alone, "", "grade", str(source), "--workers", str(SHARDS))
+    out = single.communicate(timeout=600)[0]
+    one_machine = time.monotonic() - start
+    assert single.returncode == 0, out
+
+    # the cluster: release once into the shared gradebook, then the array job, one shard per task
+    release = handwritten(course, database, "release", CONV)
+    assert release.wait(timeout=600) == 0, release.stdout.read()
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is not on PATH: the array job runs `uv run --frozen handwritten`"
+    env = slurm["env"] | {"NBGRADER_DB_URL": database, "UV_PROJECT": str(ROOT),  # the course copy has no pyproject
+                          "PATH": f"{Path(uv).parent}:{slurm['env']['PATH']}"}
+    start = time.monotonic()
+    job = subprocess.run([slurm["sbatch"], "--wait", f"--array=0-{SHARDS - 1}", "--cpus-per-task=1", "--mem=2G",
+                          "--export=ALL", str(ROOT / "deploy" / "slurm-array.sh"), str(source)],
+                         cwd=course.root, env=env, capture_output=True, text=True, timeout=900)
+    on_slurm = time.monotonic() - start
+    logs = {p.name: p.read_text() for p in sorted(course.root.glob("grade-*.log"))}
+    assert job.returncode == 0, (job.stdout, job.stderr, logs)
+    assert sorted(logs) == [f"grade-{i}.log" for i in range(SHARDS)], logs
+    for i in range(SHARDS):
+        graded = sum(in_shard(n, (i, SHARDS)) for n in chosen)
+        assert f"{graded} graded now" in logs[f"grade-{i}.log"], logs    # each student graded by their shard, once
+        assert (course.root / "autograders" / f"grades-{i}.csv").is_file()
+
+    # gather: one more run without --shard on the same folder and gradebook grades nothing again
+    merge = handwritten(course, database, "grade", str(source))
+    out = merge.communicate(timeout=600)[0]
+    assert merge.returncode == 0 and "0 graded now" in out, out
+    merged = (course.root / "autograders" / "grades.csv").read_text()
+    assert merged == (alone.root / "autograders" / "grades.csv").read_text()
+    print(f"\n{len(chosen)} notebooks: one machine (--workers {SHARDS}) {one_machine:.1f} s, "
+          f"Slurm array of {SHARDS} tasks (1 CPU each) {on_slurm:.1f} s", file=sys.stderr)
