@@ -2,6 +2,11 @@
 # Grade a class on a Slurm cluster: one array task per shard, one shared PostgreSQL gradebook.
 # See deploy/README.md. Release once first:  NBGRADER_DB_URL=... handwritten release <lesson>
 #   sbatch --export=ALL,NBGRADER_DB_URL=postgresql://user:password@host/db deploy/slurm-array.sh submissions/
+# Submit from the course folder (a clone of the course's repository, on a filesystem the nodes share), with uv
+# on PATH (the task gets the submitter's environment). The shard count is the array's size, so options on the
+# command line resize it: on a two-core node, `sbatch --array=0-1 --cpus-per-task=1 --mem=2G ...` runs two
+# one-worker shards side by side (tests/test_grading_slurm.py runs exactly that on a one-node cluster).
+# `sbatch --wait` returns when every task is done, with a failure if any task failed.
 #SBATCH --job-name=handwritten-grade
 #SBATCH --array=0-7
 #SBATCH --cpus-per-task=2

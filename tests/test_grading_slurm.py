@@ -29,7 +29,7 @@ SHARDS = 2
 database = shards.database  # test_grading_shards' PostgreSQL, a module fixture here too
 handwritten = shards.handwritten
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scontrol")
 
 
 def free_port() -> int:
@@ -38,12 +38,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(check, what: str, timeout: float = 30):
+def wait_for(check, what: str, timeout: float = 30, every: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.2)
+        time.sleep(every)
     raise TimeoutError(f"{what} after {timeout:.0f} s")
 
 
@@ -131,7 +131,7 @@ PartitionName=grading Nodes={host} Default=YES MaxTime=INFINITE State=UP
             logs.flush()
             raise AssertionError("\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in
                                            sorted((scratch / "log").iterdir()) if p.is_file())) from failure
-        yield {"env": env, "sbatch": found["sbatch"], "logs": scratch / "log"}
+        yield {"env": env, "logs": scratch / "log"} | found
     finally:
         for daemon in reversed(daemons):
             daemon.terminate()
@@ -172,12 +172,22 @@ def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, t
     env = slurm["env"] | {"NBGRADER_DB_URL": database, "UV_PROJECT": str(ROOT),  # the course copy has no pyproject
                           "PATH": f"{Path(uv).parent}:{slurm['env']['PATH']}"}
     start = time.monotonic()
-    job = subprocess.run([slurm["sbatch"], "--wait", f"--array=0-{SHARDS - 1}", "--cpus-per-task=1", "--mem=2G",
-                          "--export=ALL", str(ROOT / "deploy" / "slurm-array.sh"), str(source)],
-                         cwd=course.root, env=env, capture_output=True, text=True, timeout=900)
+    job = subprocess.run([slurm["sbatch"], "--parsable", f"--array=0-{SHARDS - 1}", "--cpus-per-task=1",
+                          "--mem=2G", "--export=ALL", str(ROOT / "deploy" / "slurm-array.sh"), str(source)],
+                         cwd=course.root, env=env, capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0, job.stderr
+    job_id = job.stdout.strip().split(";")[0]
+    # `sbatch --wait` polls at growing intervals (it said 42 s for a 25 s job): watch the queue instead
+
+    def queued():
+        return subprocess.run([slurm["squeue"], "-h", "-j", job_id], env=env, capture_output=True, text=True).stdout
+
+    wait_for(lambda: not queued().strip(), f"job {job_id} is still queued or running", timeout=900)
     on_slurm = time.monotonic() - start
+    tasks = subprocess.run([slurm["scontrol"], "-o", "show", "job", job_id], env=env, capture_output=True,
+                           text=True).stdout.splitlines()     # finished jobs stay known for MinJobAge (300 s)
     logs = {p.name: p.read_text() for p in sorted(course.root.glob("grade-*.log"))}
-    assert job.returncode == 0, (job.stdout, job.stderr, logs)
+    assert len(tasks) == SHARDS and all("JobState=COMPLETED" in t and "ExitCode=0:0" in t for t in tasks), (tasks, logs)
     assert sorted(logs) == [f"grade-{i}.log" for i in range(SHARDS)], logs
     for i in range(SHARDS):
         graded = sum(in_shard(n, (i, SHARDS)) for n in chosen)
