@@ -143,6 +143,24 @@ PartitionName=grading Nodes={host} Default=YES MaxTime=INFINITE State=UP
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def run_array(slurm, env: dict, array: str, source: Path, folder: Path) -> list[str]:
+    """deploy/slurm-array.sh as `array`, submitted from `folder`; once every task has left the queue, each
+    task's record (scontrol's one line)."""
+    job = subprocess.run([slurm["sbatch"], "--parsable", f"--array={array}", "--cpus-per-task=1", "--mem=2G",
+                          "--export=ALL", str(ROOT / "deploy" / "slurm-array.sh"), str(source)],
+                         cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0, job.stderr
+    job_id = job.stdout.strip().split(";")[0]
+
+    def done():  # `sbatch --wait` polls at growing intervals (it said 42 s for a 20 s job): watch the queue
+        return not subprocess.run([slurm["squeue"], "-h", "-j", job_id], env=env, capture_output=True,
+                                  text=True).stdout.strip()
+
+    wait_for(done, f"job {job_id} is still queued or running", timeout=900)
+    return subprocess.run([slurm["scontrol"], "-o", "show", "job", job_id], env=env, capture_output=True,
+                          text=True).stdout.splitlines()     # finished jobs stay known for MinJobAge (300 s)
+
+
 def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, tmp_path):
     # a small class: four lesson-04 notebooks without demonstrations, students in both shards
     course = Course(copy_course(tmp_path / "course"))
@@ -172,20 +190,8 @@ def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, t
     env = slurm["env"] | {"NBGRADER_DB_URL": database, "UV_PROJECT": str(ROOT),  # the course copy has no pyproject
                           "PATH": f"{Path(uv).parent}:{slurm['env']['PATH']}"}
     start = time.monotonic()
-    job = subprocess.run([slurm["sbatch"], "--parsable", f"--array=0-{SHARDS - 1}", "--cpus-per-task=1",
-                          "--mem=2G", "--export=ALL", str(ROOT / "deploy" / "slurm-array.sh"), str(source)],
-                         cwd=course.root, env=env, capture_output=True, text=True, timeout=60)
-    assert job.returncode == 0, job.stderr
-    job_id = job.stdout.strip().split(";")[0]
-    # `sbatch --wait` polls at growing intervals (it said 42 s for a 25 s job): watch the queue instead
-
-    def queued():
-        return subprocess.run([slurm["squeue"], "-h", "-j", job_id], env=env, capture_output=True, text=True).stdout
-
-    wait_for(lambda: not queued().strip(), f"job {job_id} is still queued or running", timeout=900)
+    tasks = run_array(slurm, env, f"0-{SHARDS - 1}", source, course.root)
     on_slurm = time.monotonic() - start
-    tasks = subprocess.run([slurm["scontrol"], "-o", "show", "job", job_id], env=env, capture_output=True,
-                           text=True).stdout.splitlines()     # finished jobs stay known for MinJobAge (300 s)
     logs = {p.name: p.read_text() for p in sorted(course.root.glob("grade-*.log"))}
     assert len(tasks) == SHARDS and all("JobState=COMPLETED" in t and "ExitCode=0:0" in t for t in tasks), (tasks, logs)
     assert sorted(logs) == [f"grade-{i}.log" for i in range(SHARDS)], logs
@@ -193,6 +199,13 @@ def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, t
         graded = sum(in_shard(n, (i, SHARDS)) for n in chosen)
         assert f"{graded} graded now" in logs[f"grade-{i}.log"], logs    # each student graded by their shard, once
         assert (course.root / "autograders" / f"grades-{i}.csv").is_file()
+
+    # a failed task submitted again alone, told the shard count: it resumes, and finds nothing left to grade
+    tasks = run_array(slurm, env | {"SHARDS": str(SHARDS)}, "1", source, course.root)
+    again = (course.root / "grade-1.log").read_text()
+    assert len(tasks) == 1 and "JobState=COMPLETED" in tasks[0], (tasks, again)
+    kept = sum(in_shard(n, (1, SHARDS)) for n in chosen)
+    assert f"{kept} notebook(s): 0 graded now, {kept} kept" in again, again
 
     # gather: one more run without --shard on the same folder and gradebook grades nothing again
     merge = handwritten(course, database, "grade", str(source))
