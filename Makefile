@@ -16,7 +16,7 @@ DEMO_ARGS ?=
 TEST_WORKERS ?= auto
 TEST_ARGS ?=
 
-.PHONY: help setup lab test release grade bench lint browser sandbox postgres demo class
+.PHONY: help setup lab test release grade bench lint browser sandbox postgres slurm demo class
 
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -34,8 +34,8 @@ setup: | $(UV)  ## create or update the environment (.venv) from uv.lock
 lab: setup  ## open the lessons in JupyterLab
 	$(RUN) jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
 
-test: setup  ## run the whole test suite (installs Chromium, bubblewrap, PostgreSQL, the hub's proxy for their tests when CI is set)
-	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser sandbox postgres; \
+test: setup  ## run the whole test suite (installs Chromium, bubblewrap, PostgreSQL, Slurm, the hub's proxy for their tests when CI is set)
+	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory browser sandbox postgres slurm; \
 		$(MAKE) --no-print-directory $(CHP) || echo "no configurable-http-proxy: the class test is skipped"; fi
 	$(RUN) pytest -n $(TEST_WORKERS) $(TEST_ARGS)
 
@@ -48,6 +48,11 @@ sandbox:  ## install Debian's bubblewrap, which grading runs student code in (ne
 postgres:  ## install Debian's PostgreSQL server, for the shared-gradebook tests (needs root)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+
+slurm:  ## install Debian's Slurm (slurmctld, slurmd, sbatch) and munge, for the one-node cluster test (needs root)
+	@PATH="$$PATH:/usr/sbin:/sbin"; for daemon in sbatch sinfo slurmctld slurmd munged; do \
+		command -v $$daemon >/dev/null 2>&1 || missing=1; done; [ -z "$$missing" ] || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge; }
 
 release: setup  ## regenerate lessons/ from solutions/
 	$(RUN) handwritten release

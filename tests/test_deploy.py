@@ -41,10 +41,11 @@ def test_slurm_array_grades_every_shard_once():
     first, last = map(int, re.search(r"#SBATCH --array=(\d+)-(\d+)", script).groups())
     command = script[script.index("uv run"):].split("\n\n")[0]
     count = str(last - first + 1)
-    shards = [parse(command, SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT=count, SLURM_CPUS_PER_TASK="2",
+    shards = [parse(command, SLURM_ARRAY_TASK_ID=str(i), SHARDS=count, SLURM_CPUS_PER_TASK="2",
                     SUBMISSIONS="submissions").shard for i in range(first, last + 1)]
     assert shards == [(i, last - first + 1) for i in range(first, last + 1)]
     assert "set -euo pipefail" in script and "NBGRADER_DB_URL:?" in script
+    assert "SHARDS=${SHARDS:-$SLURM_ARRAY_TASK_COUNT}" in script  # one task submitted again keeps the count
 
 
 def test_the_grader_image_has_bubblewrap_and_the_locked_environment():
