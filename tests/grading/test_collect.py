@@ -37,6 +37,7 @@ def test_folder_layouts(tmp_path):
     found = collect(tmp_path, LESSONS)
     assert [(s.student, s.assignment) for s in found.submissions] == [
         ("alice", NB), ("bob", NB), ("bob", "05-cnns")]
+    assert {s.lms_id for s in found.submissions} == {""}  # a folder's names carry no LMS id
     assert len(found.problems) == 1 and "Untitled.ipynb" in found.problems[0]
 
 
@@ -63,6 +64,8 @@ def test_lms_names_and_resubmissions(tmp_path):
     found = collect(tmp_path, LESSONS)
     chosen = {s.student: s.path.name for s in found.submissions}
     assert chosen == {"alice": f"alice_123_457_{NB}-2.ipynb", "bob": f"bob_LATE_124_459_{NB} (1).ipynb"}
+    # the LMS's user id is kept, _LATE_ or not: what an export back to Canvas matches students by
+    assert {s.student: s.lms_id for s in found.submissions} == {"alice": "123", "bob": "124"}
     assert sum("older copy" in p for p in found.problems) == 2
     assert any("<student>_..._<lesson>.ipynb" in p for p in found.problems)
 

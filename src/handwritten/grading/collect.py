@@ -35,6 +35,9 @@ from .course import CourseError
 from .intake import MAX_NOTEBOOK_BYTES, Refused, load_notebook, problem, size_text
 
 COPY_SUFFIX = re.compile(r"(?:-(\d+)| \((\d+)\))$")
+# Canvas names a bulk download's files <name>_[LATE_]<user id>_<submission id>_<file>: the user id is the gradebook's
+# "ID" column, what an export back to Canvas matches students by (canvas.py).
+LMS_ID = re.compile(r"^[^_]+_(?:LATE_)?(\d+)_\d+_", re.IGNORECASE)
 SKIP = frozenset({".ipynb_checkpoints", "__MACOSX"})
 # A zip is extracted to a temporary folder before grading. A class's zip is a few hundred notebooks of a few MB at
 # most; 1 GB of notebooks is past any class and still fits a grading machine's /tmp. Counted in bytes written, so
@@ -51,6 +54,7 @@ class Submission:
     copy: int = 0  # resubmission number
     renamed: str = ""  # the file's name, when it was matched to its lesson by cell ids instead
     problem: str = ""  # why it is not graded: not a file that can be read (a link, a pipe, too large)
+    lms_id: str = ""  # the LMS's user id from the file's name (Canvas's "ID"), "" when the name has none
 
     @property
     def late(self) -> bool:
@@ -240,7 +244,8 @@ def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] 
                 collected.problems.append(f"{shown(relative)}: a notebook at the top level must be named "
                                           f"<student>_..._<lesson>.ipynb")
                 continue
-        submission = Submission(safe_id(student), assignment, path, copy, renamed, why)
+        lms_id = found_id[1] if (found_id := LMS_ID.match(path.name)) else ""
+        submission = Submission(safe_id(student), assignment, path, copy, renamed, why, lms_id)
         if owners.setdefault(submission.student, student) != student:  # a hash collision: reported, never merged
             collected.problems.append(f"{shown(relative)}: {shown(student)!r} has the id of "
                                       f"{shown(owners[submission.student])!r}: not graded")
