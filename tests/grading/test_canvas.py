@@ -71,9 +71,12 @@ def test_semicolons_crlf_no_bom_and_the_old_muted_row_are_kept(grades, tmp_path)
 
 def test_points_that_differ_from_canvas_are_reported(tmp_path):
     grades = tmp_path / "grades.csv"
-    write_csv([Result("ada", CONV, score=20, max_score=24, lms_id="123")], grades)
+    write_csv([Result("ada", CONV, score=20, max_score=24, lms_id="123"),
+               Result("ada", CNN, score=20, max_score=30, manual_max=4, lms_id="123")], grades)
     notes = fill(EXPORT, grades, tmp_path / "import.csv").notes
     assert any("worth 25.00 points" in n and "24" in n for n in notes)
+    assert any(n.startswith(f"{CNN}: 1 score(s) are autograded points only") for n in notes)
+    assert not any(n.startswith(f"{CONV}: 1 score(s)") for n in notes)
 
 
 def test_a_lesson_with_no_column_or_several_says_how_to_choose(grades, tmp_path):
@@ -159,3 +162,16 @@ def test_the_command_writes_beside_the_export_and_reports(grades, tmp_path, caps
     with pytest.raises(SystemExit):
         cli.main(["canvas", str(gradebook), "--column", "05-cnns"])
     assert "expected LESSON=COLUMN" in capsys.readouterr().err
+
+
+def test_more_identity_and_custom_columns_are_kept_and_never_taken_for_a_lesson(tmp_path):
+    # some institutions' exports add Root Account, Student Number or Integration ID, and a course its own notes column
+    grades = tmp_path / "grades.csv"
+    write_csv([Result("ada", CNN, score=3, max_score=30, lms_id="123")], grades)
+    (gradebook := tmp_path / "export.csv").write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Root Account,Student Number,Section,Notes 05-cnns,05 CNNs (1002)\n"
+        "    Points Possible,,,,,,,,30.00\n"
+        "Ada,123,s1,ada,example.edu,0042,S,see 05-cnns,\n")
+    fill(gradebook, grades, tmp_path / "out.csv")
+    assert rows_of(tmp_path / "out.csv")[2] == ["Ada", "123", "s1", "ada", "example.edu", "0042", "S", "see 05-cnns",
+                                                "3"]

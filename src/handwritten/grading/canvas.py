@@ -174,6 +174,11 @@ def fill(gradebook: Path, grades: Path, out: Path, chosen: dict[str, str] | None
             differs = bool(worth) and any(float(worth) != float(m) for m in maxima)
         except ValueError:
             differs = False
+        by_hand = sum(r["lesson"] == lesson and r["status"] == "graded" and r.get("manual_points_to_grade", "0")
+                      not in ("", "0") for r in results)
+        if by_hand:  # the questionnaires' points come from nbgrader's formgrader, later: an import now lacks them
+            filled.notes.append(f"{lesson}: {by_hand} score(s) are autograded points only; points still to grade "
+                                f"by hand (manual_points_to_grade) are not in them")
         if differs:
             filled.notes.append(f"{lesson}: Canvas's {header[column].strip()!r} is worth {worth} points, its "
                                 f"autograded tests {', '.join(sorted(maxima))}: the scores are exported as graded "
