@@ -70,6 +70,18 @@ def test_lms_names_and_resubmissions(tmp_path):
     assert any("<student>_..._<lesson>.ipynb" in p for p in found.problems)
 
 
+def test_two_lms_students_of_one_name_are_two_students(tmp_path):
+    touch(tmp_path / f"smithjo_123_456_{NB}.ipynb")
+    touch(tmp_path / f"smithjo_123_458_{NB}-1.ipynb")              # the first one's resubmission
+    touch(tmp_path / f"smithjo_LATE_124_457_{NB}.ipynb")           # another Jo Smith
+    touch(tmp_path / f"ada_125_459_{NB}.ipynb")
+    found = collect(tmp_path, LESSONS)
+    assert {s.student: (s.lms_id, s.path.name) for s in found.submissions} == {
+        "smithjo-123": ("123", f"smithjo_123_458_{NB}-1.ipynb"),
+        "smithjo-124": ("124", f"smithjo_LATE_124_457_{NB}.ipynb"), "ada": ("125", f"ada_125_459_{NB}.ipynb")}
+    assert found.problems == [f"smithjo_123_456_{NB}.ipynb: older copy of smithjo_123_458_{NB}-1.ipynb, not graded"]
+
+
 def test_student_ids_are_safe_folder_names(tmp_path):
     touch(tmp_path / "Jean-Luc Picard!" / f"{NB}.ipynb")
     assert collect(tmp_path, LESSONS).submissions[0].student.startswith("Jean-Luc_Picard~")

@@ -5,7 +5,9 @@ Two layouts are understood, in a folder or inside a zip:
 * one sub-folder per student, the notebook anywhere inside it, under its lesson's name:
   ``alice/04-convolutions-by-hand.ipynb`` or ``alice/04-convolutions-by-hand/04-convolutions-by-hand.ipynb``;
 * flat files named the way LMS bulk downloads name them, ``<student>_<anything>_<lesson>.ipynb``,
-  e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``.
+  e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``,
+  whose user id (12345) is kept as the submission's ``lms_id``; two students of one name are ``alice-12345`` and
+  ``alice-12346``.
 
 A trailing ``-1``, ``-2`` (a resubmission) or `` (1)`` (a browser's duplicate download) after the
 lesson name is accepted; of several copies, the highest number wins. A notebook named after no lesson
@@ -224,6 +226,12 @@ def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] 
             found.append((root / name, why))
         else:
             collected.problems.append(f"{shown(name)}: {why}")
+    # Canvas names a file after the student's name alone: two students of the same name are told apart by their
+    # user ids, else one's notebook would pass for the other's older copy
+    lms_ids: dict[str, set[str]] = {}
+    for path, _ in found:
+        if path.parent == root and (found_id := LMS_ID.match(path.name)):
+            lms_ids.setdefault(path.name.split("_", 1)[0], set()).add(found_id[1])
     best: dict[tuple[str, str], Submission] = {}
     owners: dict[str, str] = {}  # student id -> the name it was made from
     for path, why in sorted(found):
@@ -245,6 +253,8 @@ def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] 
                                           f"<student>_..._<lesson>.ipynb")
                 continue
         lms_id = found_id[1] if (found_id := LMS_ID.match(path.name)) else ""
+        if len(relative.parts) == 1 and len(lms_ids.get(student, ())) > 1:
+            student = f"{student}-{lms_id}"
         submission = Submission(safe_id(student), assignment, path, copy, renamed, why, lms_id)
         if owners.setdefault(submission.student, student) != student:  # a hash collision: reported, never merged
             collected.problems.append(f"{shown(relative)}: {shown(student)!r} has the id of "
