@@ -68,9 +68,13 @@ def cmd_grade(args) -> int:
 
 
 def cmd_canvas(args) -> int:
+    from .grading import CourseError
     from .grading.canvas import fill
 
-    grades = Path(args.grades) if args.grades else _course(args).root / "autograders" / "grades.csv"
+    try:
+        grades = Path(args.grades) if args.grades else _course(args).root / "autograders" / "grades.csv"
+    except CourseError as error:
+        raise CourseError(f"{error} Or name the grades.csv to export: --grades PATH.") from None
     gradebook = Path(args.gradebook)
     out = Path(args.out) if args.out else gradebook.with_name(gradebook.stem + "-import.csv")
     filled = fill(gradebook, grades, out, dict(args.column or []))

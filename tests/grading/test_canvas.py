@@ -123,8 +123,10 @@ def test_unreadable_inputs_and_outputs_are_refused(grades, tmp_path):
                                                   .encode("latin-1"))
     with pytest.raises(CourseError, match="not UTF-8 text.*CSV UTF-8"):
         fill(latin, grades, tmp_path / "out.csv")
-    with pytest.raises(CourseError, match="cannot read the Canvas gradebook"):
+    with pytest.raises(CourseError, match="cannot read the Canvas gradebook .*Export Entire Gradebook"):
         fill(tmp_path / "missing.csv", grades, tmp_path / "out.csv")
+    with pytest.raises(CourseError, match=r"cannot read grades.csv .*grade the submissions first .*--grades"):
+        fill(EXPORT, tmp_path / "missing.csv", tmp_path / "out.csv")
     with pytest.raises(CourseError, match="is the gradebook itself"):
         fill(EXPORT, grades, EXPORT)
     (blocked := tmp_path / "blocked").write_text("a file, not a folder")
@@ -150,7 +152,7 @@ def test_a_grades_csv_it_cannot_use_is_refused(tmp_path):
         fill(EXPORT, twice, tmp_path / "out.csv")
 
 
-def test_the_command_writes_beside_the_export_and_reports(grades, tmp_path, capsys):
+def test_the_command_writes_beside_the_export_and_reports(grades, tmp_path, capsys, monkeypatch):
     gradebook = tmp_path / "2026-12-06T1530_Grades-DL101.csv"
     gradebook.write_bytes(EXPORT.read_bytes())
     assert cli.main(["canvas", str(gradebook), "--grades", str(grades)]) == 0
@@ -162,6 +164,9 @@ def test_the_command_writes_beside_the_export_and_reports(grades, tmp_path, caps
     with pytest.raises(SystemExit):
         cli.main(["canvas", str(gradebook), "--column", "05-cnns"])
     assert "expected LESSON=COLUMN" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # outside any course, and no --grades
+    assert cli.main(["canvas", str(gradebook)]) == 2
+    assert "Or name the grades.csv to export: --grades PATH." in capsys.readouterr().err
 
 
 def test_more_identity_and_custom_columns_are_kept_and_never_taken_for_a_lesson(tmp_path):

@@ -44,11 +44,11 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def _read_text(path: Path, what: str) -> str:
+def _read_text(path: Path, what: str, hint: str) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise CourseError(f"cannot read {what} {path} ({error.strerror}).") from None
+        raise CourseError(f"cannot read {what} {path} ({error.strerror}): {hint}.") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -58,7 +58,8 @@ def _read_text(path: Path, what: str) -> str:
 
 def read_gradebook(path: Path) -> tuple[list[list[str]], str, str, bool]:
     """The export's rows, its delimiter, its line ending and whether it began with a UTF-8 byte-order mark."""
-    text = _read_text(path, "the Canvas gradebook")
+    text = _read_text(path, "the Canvas gradebook", "download it from Canvas (Grades → Export → Export Entire "
+                                                    "Gradebook) and name that file")
     bom = text.startswith(BOM)
     text = text.removeprefix(BOM)
     first = text.split("\n", 1)[0]
@@ -105,7 +106,8 @@ def lesson_columns(header: list[str], lessons: list[str], chosen: dict[str, str]
 
 
 def read_grades(path: Path) -> list[dict[str, str]]:
-    text = _read_text(path, "grades.csv")
+    text = _read_text(path, "grades.csv", "grade the submissions first (handwritten grade <zip>), or name the "
+                                          "grades.csv with --grades")
     rows = list(csv.DictReader(io.StringIO(text.removeprefix(BOM), newline="")))
     missing = [name for name in NEEDED if rows and name not in rows[0]] if rows else []
     if "lms_id" in missing and len(missing) == 1:
