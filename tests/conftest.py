@@ -57,9 +57,9 @@ INDEPENDENT = {"test_checks.py", "test_notebooks.py"}
 PER_LESSON = {"test_grading.py"}
 LONG_POLES = ["test_adversarial.py", "test_forgery.py", "test_grading.py", "test_adversarial_kernel.py",
               "test_adversarial_outputs.py", "test_grading_scale.py", "test_lab.py", "test_class.py",
-              "test_adversarial_intake.py", "test_train_pretrained.py", "test_grading_slurm.py", "test_grading_shards.py",
-              "test_browser_inside_cnn.py", "test_notebooks.py", "test_browser_demo.py", "test_binder.py",
-              "test_demo.py"]
+              "test_adversarial_intake.py", "test_train_pretrained.py", "test_grading_slurm.py",
+              "test_grading_shards.py", "test_browser_inside_cnn.py", "test_notebooks.py", "test_browser_demo.py",
+              "test_binder.py", "test_demo.py"]
 LESSON_IN_ID = re.compile(r"\[(\d\d-[a-z-]+)")
 GROUPED_LESSON = "04-convolutions-by-hand"  # test_grading.py's tests without a lesson use lesson 04's grading
 

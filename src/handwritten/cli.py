@@ -4,6 +4,8 @@
     handwritten grade SUBMISSIONS [--out CSV] [--workers N] [--force] [--sandbox MODE] [--timeout S]
                                   [--wall-time S] [--shard I/N]
                                                   grade a folder or an LMS zip of notebooks
+    handwritten canvas GRADEBOOK [--grades CSV] [--out CSV] [--column LESSON=HEADER]
+                                                  grades.csv into a Canvas gradebook export, for its import
     handwritten data [--mode full] [--drop-archives]   get MNIST ready (Binder's postBuild uses it)
     handwritten doctor                            check this environment
     handwritten demo [--port N] [--no-browser]    the instructor demo in Voilà (pretrained network, no training)
@@ -64,6 +66,32 @@ def cmd_grade(args) -> int:
           f"Feedback: {course.path('feedback')}/<student>/<lesson>/<lesson>.html\n"
           f"Log: {course.root / 'autograders' / 'grading.log'}")
     return 0
+
+
+def cmd_canvas(args) -> int:
+    from .grading import CourseError
+    from .grading.canvas import fill
+
+    try:
+        grades = Path(args.grades) if args.grades else _course(args).root / "autograders" / "grades.csv"
+    except CourseError as error:
+        raise CourseError(f"{error} Or name the grades.csv to export: --grades PATH.") from None
+    gradebook = Path(args.gradebook)
+    out = Path(args.out) if args.out else gradebook.with_name(gradebook.stem + "-import.csv")
+    filled = fill(gradebook, grades, out, dict(args.column or []))
+    for note in filled.notes:
+        print(note)
+    print(f"\n{filled.rows} score(s) from {grades} written into {out}.\n"
+          f"Import it in Canvas: Grades → Import, then check the changes Canvas shows before saving.")
+    return 0
+
+
+def _column(text: str) -> tuple[str, str]:
+    lesson, _, header = text.partition("=")
+    if not lesson.strip() or not header.strip():
+        raise argparse.ArgumentTypeError(f"expected LESSON=COLUMN, e.g. 04-convolutions-by-hand='Lesson 4 (12345)', "
+                                         f"got {text!r}")
+    return lesson.strip(), header.strip()
 
 
 def _positive(text: str) -> int:
@@ -174,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wall-time", type=_positive, help="seconds a whole notebook may run (default: the course "
                    "config's, 1800)")
     p.set_defaults(run=cmd_grade)
+
+    p = sub.add_parser("canvas", help="write grades.csv's scores into a Canvas gradebook export, to import back")
+    p.add_argument("gradebook", help="the CSV that Canvas's Grades → Export → Export Entire Gradebook downloaded")
+    p.add_argument("--grades", help="the grades.csv to export (default: autograders/grades.csv)")
+    p.add_argument("--out", help="where to write the file to import (default: <gradebook>-import.csv beside it)")
+    p.add_argument("--column", type=_column, action="append", metavar="LESSON=COLUMN",
+                   help="the gradebook column of a lesson whose name is not in its header (repeatable)")
+    p.set_defaults(run=cmd_canvas)
 
     p = sub.add_parser("data", help="get MNIST ready (default: download full MNIST into the cache)")
     p.add_argument("--mode", choices=["auto", "full", "sample"], default=None)

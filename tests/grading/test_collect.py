@@ -37,6 +37,7 @@ def test_folder_layouts(tmp_path):
     found = collect(tmp_path, LESSONS)
     assert [(s.student, s.assignment) for s in found.submissions] == [
         ("alice", NB), ("bob", NB), ("bob", "05-cnns")]
+    assert {s.lms_id for s in found.submissions} == {""}  # a folder's names carry no LMS id
     assert len(found.problems) == 1 and "Untitled.ipynb" in found.problems[0]
 
 
@@ -63,8 +64,22 @@ def test_lms_names_and_resubmissions(tmp_path):
     found = collect(tmp_path, LESSONS)
     chosen = {s.student: s.path.name for s in found.submissions}
     assert chosen == {"alice": f"alice_123_457_{NB}-2.ipynb", "bob": f"bob_LATE_124_459_{NB} (1).ipynb"}
+    # the LMS's user id is kept, _LATE_ or not: what an export back to Canvas matches students by
+    assert {s.student: s.lms_id for s in found.submissions} == {"alice": "123", "bob": "124"}
     assert sum("older copy" in p for p in found.problems) == 2
     assert any("<student>_..._<lesson>.ipynb" in p for p in found.problems)
+
+
+def test_two_lms_students_of_one_name_are_two_students(tmp_path):
+    touch(tmp_path / f"smithjo_123_456_{NB}.ipynb")
+    touch(tmp_path / f"smithjo_123_458_{NB}-1.ipynb")              # the first one's resubmission
+    touch(tmp_path / f"smithjo_LATE_124_457_{NB}.ipynb")           # another Jo Smith
+    touch(tmp_path / f"ada_125_459_{NB}.ipynb")
+    found = collect(tmp_path, LESSONS)
+    assert {s.student: (s.lms_id, s.path.name) for s in found.submissions} == {
+        "smithjo-123": ("123", f"smithjo_123_458_{NB}-1.ipynb"),
+        "smithjo-124": ("124", f"smithjo_LATE_124_457_{NB}.ipynb"), "ada": ("125", f"ada_125_459_{NB}.ipynb")}
+    assert found.problems == [f"smithjo_123_456_{NB}.ipynb: older copy of smithjo_123_458_{NB}-1.ipynb, not graded"]
 
 
 def test_student_ids_are_safe_folder_names(tmp_path):

@@ -48,7 +48,7 @@ def test_grades_csv_has_one_row_per_submission_with_status_and_notes_apart(tmp_p
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["student", "lesson", "status", "notes", "score", "max_score", "manual_points_to_grade",
-                             "late", "sandbox", "integrity_flags", "t1", "t2", "feedback"]
+                             "late", "sandbox", "integrity_flags", "t1", "t2", "feedback", "lms_id"]
     assert [(r["student"], r["status"]) for r in rows] == [("ada", "graded"), ("bo", "error")]
     assert rows[0]["notes"] == "a cell ran past the time limit and was interrupted; feedback failed: x"
     assert rows[1]["notes"] == "not a readable notebook (no cells)" and rows[1]["late"] == "yes"
@@ -154,3 +154,15 @@ def test_placing_a_collected_submission_keeps_the_exchanges_files(course, tmp_pa
     assert (target.parent / "timestamp.txt").read_text() == "2026-12-06 15:43:36.871353 UTC"
     assert not (target.parent / "submission_secret.txt").exists()
     assert json.loads(target.read_text()) == {"cells": []}
+
+
+def test_each_row_keeps_the_lms_id_of_its_file_name(course_copy, tmp_path):
+    # links named like an LMS download: refused unread, so no kernel starts, yet each is its student's row
+    submissions = tmp_path / "zip"
+    submissions.mkdir()
+    (submissions / f"ada_123_456_{CONV}.ipynb").symlink_to(tmp_path)
+    (submissions / f"bo_LATE_124_457_{CONV}.ipynb").symlink_to(tmp_path)
+    out = tmp_path / "grades.csv"
+    grading.grade(course_copy, submissions, out=out, progress=False, sandbox="off")
+    with open(out, newline="") as f:
+        assert {row["student"]: row["lms_id"] for row in csv.DictReader(f)} == {"ada": "123", "bo": "124"}

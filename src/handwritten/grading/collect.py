@@ -5,7 +5,9 @@ Two layouts are understood, in a folder or inside a zip:
 * one sub-folder per student, the notebook anywhere inside it, under its lesson's name:
   ``alice/04-convolutions-by-hand.ipynb`` or ``alice/04-convolutions-by-hand/04-convolutions-by-hand.ipynb``;
 * flat files named the way LMS bulk downloads name them, ``<student>_<anything>_<lesson>.ipynb``,
-  e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``.
+  e.g. Canvas's ``alice_12345_678901_04-convolutions-by-hand.ipynb`` or ``alice_LATE_12345_678901_...``,
+  whose user id (12345) is kept as the submission's ``lms_id``; two students of one name are ``alice-12345`` and
+  ``alice-12346``.
 
 A trailing ``-1``, ``-2`` (a resubmission) or `` (1)`` (a browser's duplicate download) after the
 lesson name is accepted; of several copies, the highest number wins. A notebook named after no lesson
@@ -35,6 +37,9 @@ from .course import CourseError
 from .intake import MAX_NOTEBOOK_BYTES, Refused, load_notebook, problem, size_text
 
 COPY_SUFFIX = re.compile(r"(?:-(\d+)| \((\d+)\))$")
+# Canvas names a bulk download's files <name>_[LATE_]<user id>_<submission id>_<file>: the user id is the gradebook's
+# "ID" column, what an export back to Canvas matches students by (canvas.py).
+LMS_ID = re.compile(r"^[^_]+_(?:LATE_)?(\d+)_\d+_", re.IGNORECASE)
 SKIP = frozenset({".ipynb_checkpoints", "__MACOSX"})
 # A zip is extracted to a temporary folder before grading. A class's zip is a few hundred notebooks of a few MB at
 # most; 1 GB of notebooks is past any class and still fits a grading machine's /tmp. Counted in bytes written, so
@@ -51,6 +56,7 @@ class Submission:
     copy: int = 0  # resubmission number
     renamed: str = ""  # the file's name, when it was matched to its lesson by cell ids instead
     problem: str = ""  # why it is not graded: not a file that can be read (a link, a pipe, too large)
+    lms_id: str = ""  # the LMS's user id from the file's name (Canvas's "ID"), "" when the name has none
 
     @property
     def late(self) -> bool:
@@ -220,6 +226,12 @@ def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] 
             found.append((root / name, why))
         else:
             collected.problems.append(f"{shown(name)}: {why}")
+    # Canvas names a file after the student's name alone: two students of the same name are told apart by their
+    # user ids, else one's notebook would pass for the other's older copy
+    lms_ids: dict[str, set[str]] = {}
+    for path, _ in found:
+        if path.parent == root and (found_id := LMS_ID.match(path.name)):
+            lms_ids.setdefault(path.name.split("_", 1)[0], set()).add(found_id[1])
     best: dict[tuple[str, str], Submission] = {}
     owners: dict[str, str] = {}  # student id -> the name it was made from
     for path, why in sorted(found):
@@ -240,7 +252,10 @@ def collect(source: Path, assignments: list[str], cell_ids: dict[str, set[str]] 
                 collected.problems.append(f"{shown(relative)}: a notebook at the top level must be named "
                                           f"<student>_..._<lesson>.ipynb")
                 continue
-        submission = Submission(safe_id(student), assignment, path, copy, renamed, why)
+        lms_id = found_id[1] if (found_id := LMS_ID.match(path.name)) else ""
+        if len(relative.parts) == 1 and len(lms_ids.get(student, ())) > 1:
+            student = f"{student}-{lms_id}"
+        submission = Submission(safe_id(student), assignment, path, copy, renamed, why, lms_id)
         if owners.setdefault(submission.student, student) != student:  # a hash collision: reported, never merged
             collected.problems.append(f"{shown(relative)}: {shown(student)!r} has the id of "
                                       f"{shown(owners[submission.student])!r}: not graded")

@@ -231,16 +231,17 @@ def grade_and_record(course: Course, submission: Submission, digest: str, api, s
 
 
 def write_csv(results: list[Result], path: Path) -> None:
-    """``grades.csv``: one row per student and lesson, one column per test."""
+    """``grades.csv``: one row per student and lesson, one column per test; ``lms_id`` last, so that the columns
+    before it stay where they were."""
     tests = sorted({name for r in results for name in r.tests})
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["student", "lesson", "status", "notes", "score", "max_score", "manual_points_to_grade",
-                     "late", "sandbox", "integrity_flags", *tests, "feedback"])
+                     "late", "sandbox", "integrity_flags", *tests, "feedback", "lms_id"])
     for r in results:
         writer.writerow([r.student, r.assignment, r.status, "; ".join(r.notes), f"{r.score:g}", f"{r.max_score:g}",
                          f"{r.manual_max:g}", "yes" if r.late else "", r.sandbox, "; ".join(r.flags),
-                         *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests), str(r.feedback or "")])
+                         *(f"{r.tests[t]:g}" if t in r.tests else "" for t in tests), str(r.feedback or ""), r.lms_id])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text.getvalue())
 
@@ -392,6 +393,8 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
         if collected.workdir is not None:
             collected.workdir.cleanup()
     ordered = [results[s.student, s.assignment] for s in submissions]
+    for s, r in zip(submissions, ordered, strict=True):
+        r.lms_id = s.lms_id  # from this run's file names: a kept record may predate them, or the ids
     out = out or course.root / "autograders" / "grades.csv"
     write_csv(ordered, out)
     if ordered:

@@ -40,6 +40,7 @@ class Result:
     late: bool = False
     digest: str = ""                            # sha256 of the submitted file
     kept: bool = False                          # graded by an earlier run, not again
+    lms_id: str = ""                            # the LMS's user id, from the submitted file's name
 
     @classmethod
     def error(cls, student: str, assignment: str, why: str, **more) -> Result:
