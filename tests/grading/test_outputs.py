@@ -181,3 +181,19 @@ def test_the_feedback_holds_no_student_script_and_its_policy_forbids_scripts(tmp
 def test_the_feedback_cannot_be_configured_back_into_running_scripts(tmp_path):
     exporter = FeedbackExporter(config=Config({"HTMLExporter": {"sanitize_html": False, "skip_svg_encoding": True}}))
     assert exporter.sanitize_html and not exporter.skip_svg_encoding
+
+
+def test_the_feedback_templates_are_compiled_once_per_process(tmp_path, monkeypatch):
+    """nbgrader makes a new exporter for every notebook's feedback: the second page reuses the compiled templates,
+    and is the same page."""
+    from jinja2 import Environment
+
+    compiled = []
+    real = Environment.compile
+    monkeypatch.setattr(Environment, "compile", lambda self, *a, **k: compiled.append(a) or real(self, *a, **k))
+    first = feedback_html(tmp_path)
+    after_first = len(compiled)
+    second = feedback_html(tmp_path)
+    assert len(compiled) == after_first  # nothing compiled again (the first page may have found them compiled)
+    strip = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|cell-id=[0-9a-f]+")  # random ids
+    assert strip.sub("", first) == strip.sub("", second) and "A heading" in second

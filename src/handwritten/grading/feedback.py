@@ -14,7 +14,7 @@ import re
 import bleach
 import nbformat
 from bleach.css_sanitizer import CSSSanitizer
-from jinja2 import pass_context
+from jinja2 import BytecodeCache, pass_context
 from nbconvert.exporters import HTMLExporter
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -135,6 +135,25 @@ class SanitizeOutputs(NbGraderPreprocessor):
         return cell, resources
 
 
+class CompiledTemplates(BytecodeCache):
+    """The feedback page's templates, compiled once per process: nbgrader makes a new exporter, with a new Jinja
+    environment, for every notebook's feedback, which compiled them all again (about half a second a notebook).
+    Jinja checks each kept template against its source's checksum before using it."""
+
+    def __init__(self):
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self._code:
+            bucket.bytecode_from_string(self._code[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED = CompiledTemplates()
+
+
 class FeedbackExporter(HTMLExporter):
     """nbgrader's feedback page, with the HTML of markdown (cells, outputs, comments) cleaned (``clean``), SVG always
     shown as an image, and a policy that forbids scripts (``POLICY``) first in its head."""
@@ -149,6 +168,11 @@ class FeedbackExporter(HTMLExporter):
     def default_filters(self):
         yield from super().default_filters()
         yield "clean_html", clean
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = COMPILED
+        return environment
 
     def from_notebook_node(self, nb, resources=None, **kw):
         output, resources = super().from_notebook_node(nb, resources, **kw)
