@@ -166,3 +166,21 @@ def test_each_row_keeps_the_lms_id_of_its_file_name(course_copy, tmp_path):
     grading.grade(course_copy, submissions, out=out, progress=False, sandbox="off")
     with open(out, newline="") as f:
         assert {row["student"]: row["lms_id"] for row in csv.DictReader(f)} == {"ada": "123", "bo": "124"}
+
+
+def test_grading_workers_take_the_environment_and_folder_of_their_run(tmp_path, monkeypatch):
+    """Workers fork from a server that outlives one grading (a caller in one process may grade many times): each
+    run's workers take that run's environment variables and working folder, not the server's."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from handwritten.grading.grade import _pool_context, _take_environment
+
+    for run in ("first", "second"):
+        monkeypatch.setenv("HANDWRITTEN_TEST_RUN", run)
+        (tmp_path / run).mkdir()
+        monkeypatch.chdir(tmp_path / run)
+        with ProcessPoolExecutor(1, mp_context=_pool_context(), initializer=_take_environment,
+                                 initargs=(dict(os.environ), os.getcwd())) as pool:
+            assert pool.submit(os.getenv, "HANDWRITTEN_TEST_RUN").result() == run
+            assert pool.submit(os.getcwd).result() == str(tmp_path / run)

@@ -267,7 +267,29 @@ def stderr_to(path: Path):
 _worker: dict = {}
 
 
-def _start_worker(course: Course, overrides: dict, log: str) -> None:
+def _pool_context():
+    """Workers forked from a fresh interpreter that imported the grader once (torch, nbgrader: about 3 s of CPU),
+    instead of one fresh interpreter each importing it all again; neither inherits this process's threads or
+    sockets. Where there is no fork server (Windows), fresh interpreters."""
+    from multiprocessing import get_all_start_methods
+
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # read when the server starts: once per process
+    return context
+
+
+def _take_environment(environ: dict, cwd: str) -> None:
+    """A worker takes its run's environment variables and folder: the fork server it comes from may have been
+    started by an earlier grading in this process, under another."""
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+
+
+def _start_worker(course: Course, overrides: dict, log: str, environ: dict, cwd: str) -> None:
+    _take_environment(environ, cwd)
     # the kernels this worker starts inherit its stdout and stderr: keep their chatter in the log
     sys.stdout.flush()
     sys.stderr.flush()
@@ -376,9 +398,8 @@ def grade(course: Course, source: Path, *, out: Path | None = None, assignments:
                     results[s.student, s.assignment] = grade_and_record(course, s, digest, api, mode)
                     bar.update()
             else:
-                context = get_context("spawn")  # fresh interpreters: no inherited threads or sockets
-                with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                         initargs=(course, overrides, str(log))) as pool:
+                with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_start_worker,
+                                         initargs=(course, overrides, str(log), dict(os.environ), os.getcwd())) as pool:
                     futures = {pool.submit(_work, s, digest): s for s, digest in todo}
                     for future in as_completed(futures):
                         s = futures[future]
