@@ -1,10 +1,11 @@
 """`handwritten class` (`make class`): a JupyterHub for a class, and one loop through it in a real browser.
 
-The instructor releases lesson 04; two students log in (two browser contexts), fetch it and submit it (one the
-instructor's answers, one with a flipped kernel); the instructor collects; `handwritten grade` grades the
-collected submissions; feedback is returned; each student fetches and sees their own feedback, and can read
-neither the other's submission nor their feedback (through the hub, and as their Unix user through the exchange
-and the homes). Needs root (real Unix accounts), Debian's Chromium and configurable-http-proxy (`make class`
+The instructor releases lesson 04 with the formgrader's button (in JupyterLab's frame); two students log in (two
+browser contexts), fetch it and submit it from their Assignments panel (one the instructor's answers, one with a
+flipped kernel); the instructor collects with the formgrader's button; `handwritten grade` grades the collected
+submissions; the formgrader's button returns the feedback; each student fetches and sees their own feedback, and
+can read neither the other's submission nor their feedback (through the hub, and as their Unix user through the
+exchange and the homes). Needs root (real Unix accounts), Debian's Chromium and configurable-http-proxy (`make class`
 installs it into .tools/chp). Screenshots go to tests/artifacts/class/.
 """
 
@@ -15,8 +16,10 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -213,6 +216,22 @@ def assignments_action(page, hub: Hub, user: str, action: str) -> dict:
     return answer
 
 
+def formgrader_button(formgrader, column: str, success: str) -> None:
+    """Click the formgrader's button in lesson 04's row of Manage Assignments (its ``column``: release, collect,
+    release-feedback), as an instructor does, and wait for the message it answers with."""
+    from playwright.sync_api import expect
+
+    row = formgrader.locator("tr", has=formgrader.locator("td.name", has_text=LESSON))
+    row.locator(f"td.{column} a").click()
+    modal = formgrader.locator(".modal:visible")
+    expect(modal.locator(".modal-title")).to_have_count(1, timeout=120_000)
+    text = modal.inner_text()
+    assert success in text, f"the formgrader's {column} button answered: {text[:1500]}"
+    modal.locator("button[data-dismiss=modal]").first.click()
+    expect(formgrader.locator(".modal:visible")).to_have_count(0, timeout=10_000)
+    row.scroll_into_view_if_needed()  # for the screenshot that follows
+
+
 def open_assignments_panel(page):
     """Nbgrader → Assignment List; a student's menu has no Formgrader or Course List, and no Create Assignment."""
     from playwright.sync_api import expect
@@ -248,13 +267,13 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
         try:
             # -- the instructor releases lesson 04 and sees the formgrader (a hub service, in its own page)
             teacher = login(browser, hub, INSTRUCTOR)
-            hub.nbgrader("release_assignment", LESSON)
             # the formgrader as JupyterLab shows it: in a frame, which its content-security policy must allow
             teacher.goto(hub.url + f"services/{COURSE_ID}/lab?formgrader=true")
             formgrader = teacher.frame_locator("iframe").first
             expect(formgrader.get_by_text("Manage Assignments").first).to_be_visible(timeout=60_000)
             expect(formgrader.get_by_text(LESSON).first).to_be_visible(timeout=30_000)  # the course's lessons
-            teacher.screenshot(path=str(ARTIFACTS / "01-instructor-formgrader.png"))
+            formgrader_button(formgrader, "release", f"Successfully released '{LESSON}'")
+            teacher.screenshot(path=str(ARTIFACTS / "01-instructor-formgrader-released.png"))
             mark("released")
 
             # -- two students log in, see lesson 04 under Assignments, fetch it and submit
@@ -284,14 +303,22 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
             foreign = other_page.request.get(hub.url + f"user/{STUDENTS[0]}/api/contents/{LESSON}")
             assert foreign.status in (403, 404) or LESSON not in foreign.text(), foreign.status
             inbound = hub.exchange / "inbound"
+            assert inbound.stat().st_mode & stat.S_ISVTX, "inbound/ is not sticky: StickyRelease did not release"
             first = next(d for d in inbound.iterdir() if d.name.startswith(STUDENTS[0] + "+"))
             for command in (["ls", str(inbound)], ["ls", str(first)], ["cat", str(first / f"{LESSON}.ipynb")],
-                            ["ls", f"/home/{STUDENTS[0]}"]):
+                            ["ls", f"/home/{STUDENTS[0]}"], ["touch", str(first / "planted.txt")],
+                            ["sh", "-c", f"echo '{{}}' > {shlex.quote(str(first / f'{LESSON}.ipynb'))}"],
+                            ["mv", str(first), str(inbound / f"{STUDENTS[1]}+{LESSON}+moved")]):
                 refused = hub.as_user(STUDENTS[1], *command, check=False)
                 assert refused.returncode != 0, f"{STUDENTS[1]} could run {command}:\n{refused.stdout[:300]}"
+            # nor alter it through the hub, in the other's server
+            altered = other_page.request.put(hub.url + f"user/{STUDENTS[0]}/api/contents/{LESSON}/{LESSON}.ipynb",
+                                             data=json.dumps({"type": "notebook", "format": "json", "content": wrong}))
+            assert not altered.ok or "last_modified" not in altered.text(), altered.status
 
-            # -- the instructor collects; `handwritten grade` grades; feedback goes back
-            hub.nbgrader("collect", LESSON)
+            # -- the instructor collects in the formgrader; `handwritten grade` grades; feedback goes back
+            formgrader_button(formgrader, "collect", f"Successfully collected submissions of '{LESSON}'")
+            teacher.screenshot(path=str(ARTIFACTS / "04-instructor-collected.png"))
             mark("collected")
             out = hub.folder / "grades.csv"
             graded = subprocess.run(
@@ -305,7 +332,9 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
             assert scores[STUDENTS[0]][0] == scores[STUDENTS[0]][1] > 0, scores
             assert scores[STUDENTS[1]][0] < scores[STUDENTS[1]][1], scores
             subprocess.run(["chown", "-R", f"{GRADER}:{GRADER}", str(hub.course)], check=True)
-            hub.nbgrader("release_feedback", LESSON)
+            teacher.reload()  # the formgrader's page lists the submissions only when it loads
+            formgrader = teacher.frame_locator("iframe").first
+            formgrader_button(formgrader, "release-feedback", f"Successfully released feedback of '{LESSON}'")
             mark("feedback returned")
 
             # -- each student fetches and reads their own feedback, and cannot list or read the other's
@@ -321,8 +350,9 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
                 page.screenshot(path=str(ARTIFACTS / f"03-{user}-feedback.png"), full_page=False)
             mark("feedback seen")
             feedback = hub.exchange / "feedback"
-            refused = hub.as_user(STUDENTS[1], "ls", str(feedback), check=False)
-            assert refused.returncode != 0, f"{STUDENTS[1]} can list the returned feedback: {refused.stdout}"
+            for command in (["ls", str(feedback)], ["touch", str(feedback / "planted.html")]):
+                refused = hub.as_user(STUDENTS[1], *command, check=False)
+                assert refused.returncode != 0, f"{STUDENTS[1]} could run {command} on the returned feedback"
             mine = {p.name for p in (Path(f"/home/{STUDENTS[1]}") / LESSON / "feedback").rglob("*.html")}
             assert mine == {f"{LESSON}.html"}
         finally:

@@ -101,6 +101,8 @@ c.Execute.timeout = 300  # Validate re-runs the notebook; the default 30 s per c
 # nbgrader leaves a submission world-readable, hidden only by its folder's random name; this one is readable
 # by its student and the instructor's group only (src/handwritten/exchange.py)
 c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"
+# and nobody but its owner (and the instructor) may rename or delete a submission: inbound/ is sticky
+c.ExchangeFactory.release_assignment = "handwritten.exchange.StickyRelease"
 """
 # Students: Assignments (fetch, validate, submit, feedback) and Validate; no Create Assignment, no Formgrader,
 # no course list, on the page or on the server.
@@ -133,7 +135,7 @@ def pre_spawn_hook(spawner):
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 
-# The exchange: nbgrader creates <COURSE>/inbound (students may write, not list), outbound and feedback
+# The exchange: nbgrader creates <COURSE>/inbound (students may write, not list; sticky here), outbound and feedback
 # (hashed names) with their own modes when the instructor first releases; the root must be writable by all.
 EXCHANGE.mkdir(parents=True, exist_ok=True)
 EXCHANGE.chmod(0o777)

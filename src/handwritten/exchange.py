@@ -6,6 +6,11 @@ listed. Here the submission is readable by its student and by the course's group
 the instructor's ``release_assignment`` with the set-group-id bit, so everything submitted into it belongs to
 the instructor's group: ``collect``, which runs as the instructor, reads it through that group.
 The class's hub selects it with ``c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"``.
+
+``StickyRelease`` is nbgrader's release with ``inbound/`` sticky, as ``/tmp`` is: nbgrader makes it 2733, so anyone
+who learns a submission folder's name can rename it, to their own name for instance, and ``collect`` then files
+the work under them. Sticky, a folder can be renamed or deleted by its owner (and the instructor) only. Selected
+with ``c.ExchangeFactory.release_assignment = "handwritten.exchange.StickyRelease"``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from __future__ import annotations
 import os
 import stat
 
+from nbgrader.exchange.default.release_assignment import ExchangeReleaseAssignment
 from nbgrader.exchange.default.submit import ExchangeSubmit
+
+
+class StickyRelease(ExchangeReleaseAssignment):
+    def init_dest(self):
+        super().init_dest()  # makes the course's inbound/, outbound/ and feedback folders
+        mode = os.stat(self.inbound_path).st_mode
+        if not mode & stat.S_ISVTX:
+            os.chmod(self.inbound_path, stat.S_IMODE(mode) | stat.S_ISVTX)
 
 
 class PrivateSubmit(ExchangeSubmit):
