@@ -173,6 +173,7 @@ def test_the_feedback_holds_no_student_script_and_its_policy_forbids_scripts(tmp
     assert "<table>" in html and "A heading" in html and "&lt;" in html  # and their markdown, tables and code
     assert "application/javascript: not shown in feedback" in html
     assert "data:image/svg+xml;base64," in html and "<svg" not in html  # an SVG is only ever an image
+    assert all(' alt="' in tag for tag in re.findall(r"<img[^>]*>", html)), "an image without alt text"
     head = html[:html.index("</head>")]
     assert head.index(f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">') < head.index("<style")
     assert "script-src 'none'" in POLICY and "default-src 'none'" in POLICY
@@ -183,17 +184,20 @@ def test_the_feedback_cannot_be_configured_back_into_running_scripts(tmp_path):
     assert exporter.sanitize_html and not exporter.skip_svg_encoding
 
 
-def test_the_feedback_templates_are_compiled_once_per_process(tmp_path, monkeypatch):
-    """nbgrader makes a new exporter for every notebook's feedback: the second page reuses the compiled templates,
-    and is the same page."""
+def test_the_feedback_templates_and_markdown_are_rendered_once_per_process(tmp_path, monkeypatch):
+    """nbgrader makes a new exporter for every notebook's feedback: the second page reuses the compiled templates
+    and the rendered markdown, and is the same page."""
     from jinja2 import Environment
+    from nbconvert.exporters import HTMLExporter
 
-    compiled = []
-    real = Environment.compile
-    monkeypatch.setattr(Environment, "compile", lambda self, *a, **k: compiled.append(a) or real(self, *a, **k))
+    compiled, rendered = [], []
+    real_compile, real_markdown = Environment.compile, HTMLExporter.markdown2html
+    monkeypatch.setattr(Environment, "compile", lambda self, *a, **k: compiled.append(a) or real_compile(self, *a, **k))
+    monkeypatch.setattr(HTMLExporter, "markdown2html",
+                        lambda self, context, source: rendered.append(source) or real_markdown(self, context, source))
     first = feedback_html(tmp_path)
-    after_first = len(compiled)
+    after_first = len(compiled), len(rendered)
     second = feedback_html(tmp_path)
-    assert len(compiled) == after_first  # nothing compiled again (the first page may have found them compiled)
+    assert (len(compiled), len(rendered)) == after_first  # nothing again (the first may have found them done)
     strip = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|cell-id=[0-9a-f]+")  # random ids
     assert strip.sub("", first) == strip.sub("", second) and "A heading" in second

@@ -15,7 +15,9 @@ import bleach
 import nbformat
 from bleach.css_sanitizer import CSSSanitizer
 from jinja2 import BytecodeCache, pass_context
-from nbconvert.exporters import HTMLExporter
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
@@ -152,6 +154,10 @@ class CompiledTemplates(BytecodeCache):
 
 
 COMPILED = CompiledTemplates()
+NO_ALT = re.compile(r"<img\b(?![^>]*\salt=)", re.I)
+RENDERED: dict[tuple, str] = {}  # markdown cells' HTML, by source and rendering settings
+RENDERED_MAX = 5_000  # a lesson has about 100 markdown cells; students' own cells are many more, and rarely alike
+RENDERED_SOURCE_MAX = 20_000  # characters: a lesson's longest cell is a few thousand; longer ones are not kept
 
 
 class FeedbackExporter(HTMLExporter):
@@ -163,7 +169,18 @@ class FeedbackExporter(HTMLExporter):
 
     @pass_context
     def markdown2html(self, context, source):
-        return clean(super().markdown2html(context, source))
+        if context.get("cell", {}).get("attachments") or len(source) > RENDERED_SOURCE_MAX:
+            return clean(super().markdown2html(context, source))
+        # the lesson's markdown is the same in every notebook of a class: rendered (a new Markdown parser, its
+        # rules compiled each time) and cleaned once per process, not once per notebook
+        path = context.get("resources", {}).get("metadata", {}).get("path", "")
+        key = (source, path, self.embed_images, self.anchor_link_text, self.exclude_anchor_links,
+               repr(sorted(self.lexer_options.items())))
+        if key not in RENDERED:
+            if len(RENDERED) >= RENDERED_MAX:
+                RENDERED.clear()
+            RENDERED[key] = clean(super().markdown2html(context, source))
+        return RENDERED[key]
 
     def default_filters(self):
         yield from super().default_filters()
@@ -175,7 +192,18 @@ class FeedbackExporter(HTMLExporter):
         return environment
 
     def from_notebook_node(self, nb, resources=None, **kw):
-        output, resources = super().from_notebook_node(nb, resources, **kw)
+        # HTMLExporter.from_notebook_node without its last step, which parses the whole page again (300 KB, the CSS
+        # inlined) with BeautifulSoup to give images alt text and the lab template's cells tab stops: a fifth of a
+        # second a notebook. This page is the classic template's, with no such cells; the alt text is added here.
+        language = nb.metadata.get("language_info", {})
+        lexer = language.get("pygments_lexer", language.get("name", None))
+        self.register_filter("highlight_code", self.filters.get("highlight_code",
+                                                                Highlight2HTML(pygments_lexer=lexer, parent=self)))
+        resources = self._init_resources(resources)
+        self.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata,
+                                                                       parent=self, resources=resources))
+        output, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+        output = NO_ALT.sub(r'<img alt="No description has been provided for this image"', output)
         head = re.search(r"<head(\s[^>]*)?>", output, re.I)
         at = head.end() if head else 0  # without a <head>, a leading <meta> still lands in the implied one
         return output[:at] + "\n" + META + "\n" + output[at:], resources
