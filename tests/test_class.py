@@ -3,10 +3,10 @@
 The instructor releases lesson 04 with the formgrader's button (in JupyterLab's frame); two students log in (two
 browser contexts), fetch it and submit it from their Assignments panel (one the instructor's answers, one with a
 flipped kernel); the instructor collects with the formgrader's button; `handwritten grade` grades the collected
-submissions; the formgrader's button returns the feedback; each student fetches and sees their own feedback, and
-can read neither the other's submission nor their feedback (through the hub, and as their Unix user through the
-exchange and the homes). Needs root (real Unix accounts), Debian's Chromium and configurable-http-proxy (`make class`
-installs it into .tools/chp). Screenshots go to tests/artifacts/class/.
+submissions; the formgrader's button returns the feedback; each student fetches it from their Assignments panel
+and sees their own, and can read neither the other's submission nor their feedback (through the hub, and as their
+Unix user through the exchange and the homes). Needs root (real Unix accounts), Debian's Chromium and
+configurable-http-proxy (`make class` installs it into .tools/chp). Screenshots go to tests/artifacts/class/.
 """
 
 from __future__ import annotations
@@ -206,16 +206,6 @@ def api(page, hub: Hub, user: str, method: str, path: str, **kwargs):
     return response
 
 
-def assignments_action(page, hub: Hub, user: str, action: str) -> dict:
-    """What the Assignments panel's Fetch / Submit / Fetch Feedback buttons post."""
-    response = api(page, hub, user, "POST", f"assignments/{action}",
-                   form={"course_id": COURSE_ID, "assignment_id": LESSON})
-    assert response.ok, f"{user} {action}: {response.status} {response.text()[:500]}"
-    answer = response.json()
-    assert answer.get("success"), f"{user} {action}: {answer}"
-    return answer
-
-
 def formgrader_button(formgrader, column: str, success: str) -> None:
     """Click the formgrader's button in lesson 04's row of Manage Assignments (its ``column``: release, collect,
     release-feedback), as an instructor does, and wait for the message it answers with."""
@@ -340,7 +330,10 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
             # -- each student fetches and reads their own feedback, and cannot list or read the other's
             for user in STUDENTS:
                 page = pages[user]
-                assignments_action(page, hub, user, "fetch_feedback")
+                page.bring_to_front()
+                page.get_by_role("button", name="Fetch Feedback").first.click()  # in their Assignments panel
+                expect(page.get_by_text("(view feedback)").first).to_be_visible(timeout=60_000)
+                page.screenshot(path=str(ARTIFACTS / f"03-{user}-feedback-fetched.png"))
                 listing = api(page, hub, user, "GET", f"api/contents/{LESSON}/feedback").json()
                 stamp = listing["content"][0]["name"]
                 page.goto(hub.url + f"user/{user}/files/{LESSON}/feedback/{stamp}/{LESSON}.html")
