@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -301,6 +302,18 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
                             ["mv", str(first), str(inbound / f"{STUDENTS[1]}+{LESSON}+moved")]):
                 refused = hub.as_user(STUDENTS[1], *command, check=False)
                 assert refused.returncode != 0, f"{STUDENTS[1]} could run {command}:\n{refused.stdout[:300]}"
+            # nor pass off work as the other's: a folder in their name, newer than their submission (older than the
+            # forger's own), holding the wrong answers; nbgrader's collect would take it as the other's newest
+            claimed = datetime.strptime(first.name.rsplit("+", 3)[2], "%Y-%m-%d %H:%M:%S.%f %Z")
+            stamp = (claimed + timedelta(microseconds=1)).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+            forged = inbound / f"{STUDENTS[0]}+{LESSON}+{stamp}+forged"
+            decoy = hub.folder / "forged.ipynb"
+            decoy.write_text(json.dumps(dict(wrong, metadata=dict(wrong["metadata"], forged=True))))
+            decoy.chmod(0o644)
+            hub.as_user(STUDENTS[1], "mkdir", str(forged))
+            hub.as_user(STUDENTS[1], "cp", str(decoy), str(forged / f"{LESSON}.ipynb"))
+            for name, text in (("timestamp.txt", stamp), ("submission_secret.txt", "x")):
+                hub.as_user(STUDENTS[1], "sh", "-c", f"echo '{text}' > {shlex.quote(str(forged / name))}")
             # nor alter it through the hub, in the other's server
             altered = other_page.request.put(hub.url + f"user/{STUDENTS[0]}/api/contents/{LESSON}/{LESSON}.ipynb",
                                              data=json.dumps({"type": "notebook", "format": "json", "content": wrong}))
@@ -319,7 +332,11 @@ def test_a_class_round_trip_in_chromium(hub: Hub):
             mark("graded")
             rows = {row["student"]: row for row in csv.DictReader(out.open())}
             scores = {s: (float(rows[s]["score"]), float(rows[s]["max_score"])) for s in STUDENTS}
-            assert scores[STUDENTS[0]][0] == scores[STUDENTS[0]][1] > 0, scores
+            assert scores[STUDENTS[0]][0] == scores[STUDENTS[0]][1] > 0, scores  # their own work, not the forgery
+            submitted = hub.course / "autograders" / "submitted"
+            forgery = {s: json.loads((submitted / s / LESSON / f"{LESSON}.ipynb").read_text())["metadata"].get("forged")
+                       for s in STUDENTS}
+            assert forgery == {STUDENTS[0]: None, STUDENTS[1]: None}, forgery  # the forger's, and older than theirs
             assert scores[STUDENTS[1]][0] < scores[STUDENTS[1]][1], scores
             subprocess.run(["chown", "-R", f"{GRADER}:{GRADER}", str(hub.course)], check=True)
             teacher.reload()  # the formgrader's page lists the submissions only when it loads

@@ -103,6 +103,8 @@ c.Execute.timeout = 300  # Validate re-runs the notebook; the default 30 s per c
 c.ExchangeFactory.submit = "handwritten.exchange.PrivateSubmit"
 # and nobody but its owner (and the instructor) may rename or delete a submission: inbound/ is sticky
 c.ExchangeFactory.release_assignment = "handwritten.exchange.StickyRelease"
+# and a submission is filed under the user who owns its folder, not the name it claims
+c.ExchangeFactory.collect = "handwritten.exchange.OwnedCollect"
 """
 # Students: Assignments (fetch, validate, submit, feedback) and Validate; no Create Assignment, no Formgrader,
 # no course list, on the page or on the server.

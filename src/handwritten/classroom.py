@@ -56,7 +56,8 @@ def make_course(root: Path, course_dir: Path, course_id: str, exchange: Path, gr
     config = (root / "autograders" / "nbgrader_config.py").read_text()
     config += (f"\n# the class's hub (handwritten class)\nc.CourseDirectory.course_id = {course_id!r}\n"
                f"c.Exchange.root = {str(exchange)!r}\n"
-               "c.ExchangeFactory.release_assignment = 'handwritten.exchange.StickyRelease'  # inbound/ sticky\n")
+               "c.ExchangeFactory.release_assignment = 'handwritten.exchange.StickyRelease'  # inbound/ sticky\n"
+               "c.ExchangeFactory.collect = 'handwritten.exchange.OwnedCollect'  # by the folder's owner\n")
     (course_dir / "autograders" / "nbgrader_config.py").write_text(config)
     # the formgrader runs in course_dir: nbgrader reads ./nbgrader_config.py
     (course_dir / "nbgrader_config.py").write_text(

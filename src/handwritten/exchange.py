@@ -11,13 +11,20 @@ The class's hub selects it with ``c.ExchangeFactory.submit = "handwritten.exchan
 who learns a submission folder's name can rename it, to their own name for instance, and ``collect`` then files
 the work under them. Sticky, a folder can be renamed or deleted by its owner (and the instructor) only. Selected
 with ``c.ExchangeFactory.release_assignment = "handwritten.exchange.StickyRelease"``.
+
+``OwnedCollect`` is nbgrader's collect, filing each submission under the Unix user who owns its folder, not the
+name the folder claims: anyone can create ``alice+<lesson>+<a later time>+x`` in ``inbound/``, and nbgrader's collect
+takes it as alice's newest submission (it only warns that the owner differs). Selected with
+``c.ExchangeFactory.collect = "handwritten.exchange.OwnedCollect"``.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 
+from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.exchange.default.release_assignment import ExchangeReleaseAssignment
 from nbgrader.exchange.default.submit import ExchangeSubmit
 
@@ -45,3 +52,18 @@ class PrivateSubmit(ExchangeSubmit):
             if os.stat(folder).st_gid == inbound.st_gid:
                 # the top one group-writable, as nbgrader's (world-writable) one, so that the instructor can delete it
                 os.chmod(folder, 0o770 if folder == dest else 0o750)
+
+
+class OwnedCollect(ExchangeCollect):
+    def _path_to_record(self, path):
+        record = super()._path_to_record(path)
+        try:
+            owner = pwd.getpwuid(os.lstat(path).st_uid).pw_name
+        except KeyError:
+            owner = f"uid-{os.lstat(path).st_uid}"  # no such account: a student of its own, never a real one
+        if owner != record["username"]:
+            self.log.warning("%s claims to be %s's but belongs to %s: collected as %s's", path, record["username"],
+                             owner, owner)
+            record["username"] = owner
+        return record
+
