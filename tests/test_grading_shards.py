@@ -69,18 +69,25 @@ def handwritten(course: Course, url: str, *args: str, **kw):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_shards_against_one_postgres_gradebook_grade_everyone_once(database, tmp_path, monkeypatch):
-    course = Course(copy_course(tmp_path / "course"))
+def small_class(course: Course, source: Path):
+    """Four lesson-04 notebooks without demonstrations (right, a mutant, blank, right) in ``source``: two students
+    in each of the SHARDS shards, whichever names the hash gives them. Returns the students, in that order, and the
+    mutant."""
     mutant = next(c for c in load_cases(course, CONV) if c.kind == "mutant")
-    # two students in each shard, whichever names the hash gives them
     names = [f"student{i}" for i in range(40)]
     chosen = [n for n in names if in_shard(n, (0, SHARDS))][:2] + [n for n in names if in_shard(n, (1, SHARDS))][:2]
     notebooks = [without_demos(nb) for nb in (submission(course, CONV), submission(course, CONV, mutant.cells),
                                               submission(course, CONV, blank=True), submission(course, CONV))]
-    source = tmp_path / "submissions"
     for name, nb in zip(chosen, notebooks):
         (source / name).mkdir(parents=True)
         nbformat.write(nb, source / name / f"{CONV}.ipynb")
+    return chosen, mutant
+
+
+def test_shards_against_one_postgres_gradebook_grade_everyone_once(database, tmp_path, monkeypatch):
+    course = Course(copy_course(tmp_path / "course"))
+    source = tmp_path / "submissions"
+    chosen, mutant = small_class(course, source)
 
     early = handwritten(course, database, "grade", str(source), "--shard", f"0/{SHARDS}")
     out = early.communicate(timeout=300)[0]

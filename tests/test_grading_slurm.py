@@ -14,15 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import test_grading_shards as shards
 
 from handwritten.grading import Course
-from handwritten.grading.cases import load_cases, submission
 from handwritten.grading.grade import in_shard
 
-from conftest import ROOT, copy_course, without_demos
+from conftest import ROOT, copy_course
 
 CONV = shards.CONV
 SHARDS = 2
@@ -162,17 +160,9 @@ def run_array(slurm, env: dict, array: str, source: Path, folder: Path) -> list[
 
 
 def test_slurm_array_job_grades_the_class_as_one_machine_does(slurm, database, tmp_path):
-    # a small class: four lesson-04 notebooks without demonstrations, students in both shards
     course = Course(copy_course(tmp_path / "course"))
-    mutant = next(c for c in load_cases(course, CONV) if c.kind == "mutant")
-    names = [f"student{i}" for i in range(40)]
-    chosen = [n for n in names if in_shard(n, (0, SHARDS))][:2] + [n for n in names if in_shard(n, (1, SHARDS))][:2]
-    notebooks = [without_demos(nb) for nb in (submission(course, CONV), submission(course, CONV, mutant.cells),
-                                              submission(course, CONV, blank=True), submission(course, CONV))]
     source = tmp_path / "submissions"
-    for name, nb in zip(chosen, notebooks):
-        (source / name).mkdir(parents=True)
-        nbformat.write(nb, source / name / f"{CONV}.ipynb")
+    chosen, _ = shards.small_class(course, source)  # two students in each shard
 
     # one machine: the same class in its own course folder and SQLite gradebook, two workers
     alone = Course(copy_course(tmp_path / "alone"))
